@@ -6,6 +6,7 @@
 //! per rejected variable. A rejected variable is treated as unset.
 
 mod filter;
+pub mod preload_list;
 mod value;
 
 use std::ffi::OsStr;

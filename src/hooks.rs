@@ -1,0 +1,136 @@
+//! The exported hooks: each calls the real function exactly once, returns exactly what it
+//! returned with the errno it set, and runs the policy around it through `quietly`.
+
+use std::ffi::{c_int, c_void};
+use std::mem::size_of;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use libc::{sockaddr, socklen_t};
+
+use crate::{policy, real, sys};
+
+/// Runs library work beside a real call: errno is left as it was, and a panic in our code is
+/// caught here instead of unwinding into the host program.
+fn quietly<T: Default>(work: impl FnOnce() -> T) -> T {
+    let saved = sys::errno();
+    let outcome = catch_unwind(AssertUnwindSafe(work)).unwrap_or_default();
+    sys::set_errno(saved);
+    outcome
+}
+
+/// # Safety
+/// The C `socket` contract.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn socket(domain: c_int, kind: c_int, protocol: c_int) -> c_int {
+    let Some(real) = real::socket() else {
+        return sys::unavailable();
+    };
+    // SAFETY: the program's own call, forwarded unchanged.
+    let fd = unsafe { real(domain, kind, protocol) };
+    if fd >= 0 {
+        quietly(|| policy::after_socket(fd, domain, kind, protocol));
+    }
+    fd
+}
+
+/// # Safety
+/// The C `connect` contract.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn connect(fd: c_int, address: *const sockaddr, length: socklen_t) -> c_int {
+    let Some(real) = real::connect() else {
+        return sys::unavailable();
+    };
+    // SAFETY: the program passes an address readable for `length` bytes, as connect requires.
+    quietly(|| unsafe { policy::before_connect(fd, address, length) });
+    // SAFETY: the program's own call, forwarded unchanged.
+    unsafe { real(fd, address, length) }
+}
+
+/// # Safety
+/// The C `listen` contract.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn listen(fd: c_int, backlog: c_int) -> c_int {
+    let Some(real) = real::listen() else {
+        return sys::unavailable();
+    };
+    quietly(|| policy::before_listen(fd));
+    // SAFETY: the program's own call, forwarded unchanged.
+    let result = unsafe { real(fd, backlog) };
+    if result == 0 {
+        quietly(|| policy::after_listen(fd));
+    }
+    result
+}
+
+/// # Safety
+/// The C `accept` contract.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn accept(
+    fd: c_int,
+    address: *mut sockaddr,
+    length: *mut socklen_t,
+) -> c_int {
+    let Some(real) = real::accept() else {
+        return sys::unavailable();
+    };
+    // SAFETY: the program's own call, forwarded unchanged.
+    let accepted = unsafe { real(fd, address, length) };
+    if accepted >= 0 {
+        // SAFETY: the kernel has just filled address/length (or both are null).
+        quietly(|| unsafe { policy::after_accept(fd, accepted, address, length) });
+    }
+    accepted
+}
+
+/// # Safety
+/// The C `accept4` contract.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn accept4(
+    fd: c_int,
+    address: *mut sockaddr,
+    length: *mut socklen_t,
+    flags: c_int,
+) -> c_int {
+    let Some(real) = real::accept4() else {
+        return sys::unavailable();
+    };
+    // SAFETY: the program's own call, forwarded unchanged.
+    let accepted = unsafe { real(fd, address, length, flags) };
+    if accepted >= 0 {
+        // SAFETY: the kernel has just filled address/length (or both are null).
+        quietly(|| unsafe { policy::after_accept(fd, accepted, address, length) });
+    }
+    accepted
+}
+
+/// # Safety
+/// The C `setsockopt` contract.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn setsockopt(
+    fd: c_int,
+    level: c_int,
+    name: c_int,
+    value: *const c_void,
+    length: socklen_t,
+) -> c_int {
+    let Some(real) = real::setsockopt() else {
+        return sys::unavailable();
+    };
+    // SAFETY: the program passes a value readable for `length` bytes, as setsockopt requires.
+    let replacement =
+        quietly(|| unsafe { policy::setsockopt_replacement(fd, level, name, value, length) });
+    match replacement {
+        // SAFETY: the program's call with its int replaced by ours, per KEEPALIVE_OVERRIDE.
+        Some(chosen) => unsafe {
+            real(
+                fd,
+                level,
+                name,
+                (&raw const chosen).cast(),
+                size_of::<c_int>() as socklen_t,
+            )
+        },
+        // SAFETY: the program's own call, forwarded unchanged.
+        None => unsafe { real(fd, level, name, value, length) },
+    }
+}

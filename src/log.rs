@@ -1,0 +1,49 @@
+//! Diagnostics on standard error: one line per event, formatted in a stack buffer and written
+//! with a single write(2), so logging from a hook neither allocates nor locks.
+
+use std::fmt::{self, Write};
+
+use keepalive_config::{LogLevel, PREFIX};
+
+use crate::sys;
+
+const LINE_CAPACITY: usize = 512;
+
+/// A line buffer that silently truncates what does not fit.
+struct Line {
+    bytes: [u8; LINE_CAPACITY],
+    length: usize,
+}
+
+impl Write for Line {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        let room = LINE_CAPACITY - 1 - self.length; // keep one byte for the newline
+        let taken = text.len().min(room);
+        self.bytes[self.length..self.length + taken].copy_from_slice(&text.as_bytes()[..taken]);
+        self.length += taken;
+        Ok(())
+    }
+}
+
+/// Writes `message` as one line when `configured` lets `level` through.
+pub fn line(configured: LogLevel, level: LogLevel, message: fmt::Arguments<'_>) {
+    if configured >= level && level != LogLevel::Off {
+        emit(format_args!("{PREFIX}[{}]: {message}", sys::pid()));
+    }
+}
+
+/// Writes a line that already carries its own prefix (configuration errors keep the exact
+/// form `keepalive-preload: VAR="value" …; not applied`).
+pub fn raw(text: &str) {
+    emit(format_args!("{text}"));
+}
+
+fn emit(message: fmt::Arguments<'_>) {
+    let mut line = Line {
+        bytes: [0; LINE_CAPACITY],
+        length: 0,
+    };
+    let _ = line.write_fmt(message);
+    line.bytes[line.length] = b'\n';
+    sys::write_stderr(&line.bytes[..=line.length]);
+}

@@ -1,0 +1,154 @@
+//! The one init path: run by the load-time constructor, and lazily by the first hook when
+//! another library's constructor makes a socket before ours has run. The environment is read
+//! exactly once; a recursion guard lets hooks pass straight through while init is under way.
+
+use std::cell::Cell;
+use std::ffi::c_int;
+use std::sync::OnceLock;
+
+use keepalive_config::{Config, KernelDefaults, LogLevel, NetSet, Override, PortSet, preload_list};
+
+use crate::log;
+use crate::policy::SocketOption;
+use crate::real;
+use crate::sys;
+
+/// Everything a hook needs, fixed at load.
+pub struct Runtime {
+    pub log: LogLevel,
+    pub policy: Override,
+    /// The value to apply per option (indexed by `SocketOption`); `None` leaves the kernel's.
+    pub settings: [Option<c_int>; SocketOption::COUNT],
+    pub ports: Option<PortSet>,
+    pub nets: Option<NetSet>,
+}
+
+impl Runtime {
+    pub fn setting(&self, option: SocketOption) -> Option<c_int> {
+        self.settings[option as usize]
+    }
+
+    pub fn filters_by_address(&self) -> bool {
+        self.ports.is_some() || self.nets.is_some()
+    }
+}
+
+/// `None` once loaded means the library stays inactive for the life of the process.
+static RUNTIME: OnceLock<Option<Runtime>> = OnceLock::new();
+
+thread_local! {
+    static LOADING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The runtime when the library acts in this process; `None` when it does not (or while this
+/// thread is inside init, so that nothing we call there can recurse into a hook's work).
+pub fn active() -> Option<&'static Runtime> {
+    if let Some(runtime) = RUNTIME.get() {
+        return runtime.as_ref();
+    }
+    if LOADING.get() {
+        return None;
+    }
+    LOADING.set(true);
+    let runtime = RUNTIME.get_or_init(load);
+    LOADING.set(false);
+    runtime.as_ref()
+}
+
+fn load() -> Option<Runtime> {
+    if sys::secure_execution() {
+        return None; // setuid/setgid/capabilities: ignore the environment entirely.
+    }
+    real::resolve_all();
+    let parsed = keepalive_config::parse(|name| std::env::var_os(name));
+    let config = parsed.config;
+    if config.log > LogLevel::Off || config.strict {
+        for error in &parsed.errors {
+            log::raw(&error.to_string());
+        }
+    }
+    if config.strict && !parsed.errors.is_empty() {
+        sys::exit_now(2);
+    }
+    if !config.inherit {
+        leave_out_of_children(config.log);
+    }
+    let mut exe_buffer = [0; 4096];
+    let exe = sys::executable_path(&mut exe_buffer);
+    let argv0 = sys::argv0();
+    let program = exe.or(argv0).unwrap_or("?");
+    if !config.enabled {
+        log::line(
+            config.log,
+            LogLevel::Info,
+            format_args!("KEEPALIVE is off in {program}: doing nothing"),
+        );
+        return None;
+    }
+    if !config.acts_in_program(exe.into_iter().chain(argv0)) {
+        log::line(
+            config.log,
+            LogLevel::Info,
+            format_args!("{program} is not in KEEPALIVE_PROGRAMS: doing nothing"),
+        );
+        return None;
+    }
+    let kernel = if config.needs_kernel_defaults() {
+        sys::kernel_defaults().unwrap_or_default()
+    } else {
+        KernelDefaults::default()
+    };
+    log::line(
+        config.log,
+        LogLevel::Info,
+        format_args!("active in {program}: {}", config.summary(kernel)),
+    );
+    Some(runtime_from(config, kernel))
+}
+
+fn runtime_from(config: Config, kernel: KernelDefaults) -> Runtime {
+    let as_int = |value: Option<u32>| value.and_then(|value| c_int::try_from(value).ok());
+    let mut settings = [None; SocketOption::COUNT];
+    settings[SocketOption::KeepAlive as usize] = Some(1);
+    settings[SocketOption::Idle as usize] = as_int(config.idle);
+    settings[SocketOption::Interval as usize] = as_int(config.interval);
+    settings[SocketOption::Count as usize] = as_int(config.count);
+    settings[SocketOption::UserTimeout as usize] = as_int(config.user_timeout_ms(kernel));
+    Runtime {
+        log: config.log,
+        policy: config.override_policy,
+        settings,
+        ports: config.ports,
+        nets: config.nets,
+    }
+}
+
+/// KEEPALIVE_INHERIT=no: takes this library out of LD_PRELOAD so that programs this process
+/// execs start without it (it stays loaded here). Runs during load, before `main` starts
+/// threads of its own.
+fn leave_out_of_children(log_level: LogLevel) {
+    let (Some(library), Some(list)) = (sys::own_library_path(), std::env::var_os("LD_PRELOAD"))
+    else {
+        return;
+    };
+    let Some(list) = list.to_str() else {
+        return;
+    };
+    let remaining = preload_list::without(list, library);
+    // SAFETY: the environment is changed once, while the process is still loading, before
+    // the program's own threads exist.
+    unsafe {
+        match &remaining {
+            Some(rest) => std::env::set_var("LD_PRELOAD", rest),
+            None => std::env::remove_var("LD_PRELOAD"),
+        }
+    }
+    log::line(
+        log_level,
+        LogLevel::Info,
+        format_args!(
+            "KEEPALIVE_INHERIT=no: LD_PRELOAD for children is now {:?}",
+            remaining.as_deref().unwrap_or("")
+        ),
+    );
+}
