@@ -1,0 +1,282 @@
+//! The small OS layer of the probe: every call is a plain libc call, so what the tests see under
+//! `LD_PRELOAD` is exactly one hooked call per step.
+
+use std::ffi::CString;
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+
+/// The value errno is set to before every call whose errno the probe prints, so that a library
+/// that writes errno after a successful call shows up.
+pub const SENTINEL_ERRNO: i32 = libc::EDOM;
+
+pub fn errno() -> i32 {
+    io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+pub fn set_errno(value: i32) {
+    // SAFETY: __errno_location returns the calling thread's errno, always valid.
+    unsafe { *libc::__errno_location() = value }
+}
+
+/// errno's symbolic name (EINVAL), or its number when the table does not know it.
+pub fn errno_name(value: i32) -> String {
+    let name = match value {
+        0 => "0",
+        libc::EPERM => "EPERM",
+        libc::ENOENT => "ENOENT",
+        libc::EINTR => "EINTR",
+        libc::EBADF => "EBADF",
+        libc::EAGAIN => "EAGAIN",
+        libc::ENOMEM => "ENOMEM",
+        libc::EACCES => "EACCES",
+        libc::EFAULT => "EFAULT",
+        libc::EINVAL => "EINVAL",
+        libc::EMFILE => "EMFILE",
+        libc::ENOTTY => "ENOTTY",
+        libc::EDOM => "EDOM",
+        libc::ENOSYS => "ENOSYS",
+        libc::ENOTSOCK => "ENOTSOCK",
+        libc::EDESTADDRREQ => "EDESTADDRREQ",
+        libc::EPROTOTYPE => "EPROTOTYPE",
+        libc::ENOPROTOOPT => "ENOPROTOOPT",
+        libc::EPROTONOSUPPORT => "EPROTONOSUPPORT",
+        libc::ESOCKTNOSUPPORT => "ESOCKTNOSUPPORT",
+        libc::EOPNOTSUPP => "EOPNOTSUPP",
+        libc::EAFNOSUPPORT => "EAFNOSUPPORT",
+        libc::EADDRINUSE => "EADDRINUSE",
+        libc::EADDRNOTAVAIL => "EADDRNOTAVAIL",
+        libc::ENETUNREACH => "ENETUNREACH",
+        libc::ECONNABORTED => "ECONNABORTED",
+        libc::ECONNRESET => "ECONNRESET",
+        libc::EISCONN => "EISCONN",
+        libc::ENOTCONN => "ENOTCONN",
+        libc::ETIMEDOUT => "ETIMEDOUT",
+        libc::ECONNREFUSED => "ECONNREFUSED",
+        libc::EALREADY => "EALREADY",
+        libc::EINPROGRESS => "EINPROGRESS",
+        libc::EPIPE => "EPIPE",
+        _ => return value.to_string(),
+    };
+    name.to_owned()
+}
+
+/// What one call returned, and errno right after it.
+#[derive(Clone, Copy)]
+pub struct Outcome {
+    pub ret: i64,
+    pub errno: i32,
+}
+
+impl Outcome {
+    /// Runs `call` with errno set to [`SENTINEL_ERRNO`] first, and records errno after.
+    pub fn of(call: impl FnOnce() -> i64) -> Self {
+        set_errno(SENTINEL_ERRNO);
+        let ret = call();
+        Self {
+            ret,
+            errno: errno(),
+        }
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.errno == SENTINEL_ERRNO {
+            write!(f, "ret={} errno=unchanged", self.ret)
+        } else {
+            write!(f, "ret={} errno={}", self.ret, errno_name(self.errno))
+        }
+    }
+}
+
+/// Prints `what failed errno=NAME` on stderr and exits 1.
+pub fn die(what: &str) -> ! {
+    let errno = errno();
+    eprintln!("kp-probe: {what} failed errno={}", errno_name(errno));
+    std::process::exit(1)
+}
+
+/// Ok(value) for a non-negative return, else dies naming `what`.
+pub fn check(ret: i32, what: &str) -> i32 {
+    if ret < 0 {
+        die(what)
+    }
+    ret
+}
+
+pub fn socket(domain: i32, kind: i32, protocol: i32) -> i32 {
+    // SAFETY: plain syscall wrapper, no pointers.
+    unsafe { libc::socket(domain, kind, protocol) }
+}
+
+pub fn close(fd: i32) {
+    // SAFETY: closing a descriptor this program owns.
+    unsafe { libc::close(fd) };
+}
+
+pub fn getsockopt_int(fd: i32, level: i32, name: i32) -> Option<i32> {
+    let mut value: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: value and len are valid for writes of the sizes given.
+    let ret = unsafe { libc::getsockopt(fd, level, name, (&raw mut value).cast(), &raw mut len) };
+    (ret == 0).then_some(value)
+}
+
+pub fn setsockopt_int(fd: i32, level: i32, name: i32, value: i32) -> i32 {
+    setsockopt_len(fd, level, name, value, size_of::<libc::c_int>() as u32)
+}
+
+pub fn setsockopt_len(fd: i32, level: i32, name: i32, value: i32, len: u32) -> i32 {
+    let value: libc::c_int = value;
+    // SAFETY: value lives across the call; the kernel reads at most `len` bytes and the
+    // tests only pass lengths up to sizeof(int) (shorter ones are the EINVAL case).
+    unsafe { libc::setsockopt(fd, level, name, (&raw const value).cast(), len) }
+}
+
+/// The five options the library manages, read back: `keepalive=1 idle=60 intvl=5 cnt=4
+/// user_timeout=0`, with `-` for an option getsockopt refuses.
+pub fn options(fd: i32) -> String {
+    let show = |value: Option<i32>| value.map_or_else(|| "-".to_owned(), |v| v.to_string());
+    format!(
+        "keepalive={} idle={} intvl={} cnt={} user_timeout={}",
+        show(getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE)),
+        show(getsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_KEEPIDLE)),
+        show(getsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_KEEPINTVL)),
+        show(getsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_KEEPCNT)),
+        show(getsockopt_int(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_USER_TIMEOUT
+        )),
+    )
+}
+
+/// The same five values as a tuple (for counting many sockets without formatting each).
+pub fn option_values(fd: i32) -> [Option<i32>; 5] {
+    [
+        getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE),
+        getsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_KEEPIDLE),
+        getsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_KEEPINTVL),
+        getsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_KEEPCNT),
+        getsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT),
+    ]
+}
+
+/// A socket address in the C layout.
+pub struct RawAddr {
+    pub storage: libc::sockaddr_storage,
+    pub len: libc::socklen_t,
+}
+
+impl RawAddr {
+    pub fn new(addr: SocketAddr) -> Self {
+        // SAFETY: sockaddr_storage is plain data; all-zero is a valid value.
+        let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let len = match addr {
+            SocketAddr::V4(v4) => {
+                let sin = libc::sockaddr_in {
+                    sin_family: libc::AF_INET as libc::sa_family_t,
+                    sin_port: v4.port().to_be(),
+                    sin_addr: libc::in_addr {
+                        s_addr: u32::from(*v4.ip()).to_be(),
+                    },
+                    sin_zero: [0; 8],
+                };
+                // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
+                unsafe { std::ptr::write((&raw mut storage).cast(), sin) };
+                size_of::<libc::sockaddr_in>()
+            }
+            SocketAddr::V6(v6) => {
+                let sin6 = libc::sockaddr_in6 {
+                    sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                    sin6_port: v6.port().to_be(),
+                    sin6_flowinfo: 0,
+                    sin6_addr: libc::in6_addr {
+                        s6_addr: v6.ip().octets(),
+                    },
+                    sin6_scope_id: 0,
+                };
+                // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
+                unsafe { std::ptr::write((&raw mut storage).cast(), sin6) };
+                size_of::<libc::sockaddr_in6>()
+            }
+        };
+        Self {
+            storage,
+            len: len as libc::socklen_t,
+        }
+    }
+
+    pub fn ptr(&self) -> *const libc::sockaddr {
+        (&raw const self.storage).cast()
+    }
+}
+
+pub fn family(ip: IpAddr) -> i32 {
+    match ip {
+        IpAddr::V4(_) => libc::AF_INET,
+        IpAddr::V6(_) => libc::AF_INET6,
+    }
+}
+
+pub fn bind(fd: i32, addr: SocketAddr) -> i32 {
+    let raw = RawAddr::new(addr);
+    // SAFETY: raw holds a valid sockaddr of raw.len bytes.
+    unsafe { libc::bind(fd, raw.ptr(), raw.len) }
+}
+
+pub fn connect(fd: i32, addr: SocketAddr) -> i32 {
+    let raw = RawAddr::new(addr);
+    // SAFETY: raw holds a valid sockaddr of raw.len bytes.
+    unsafe { libc::connect(fd, raw.ptr(), raw.len) }
+}
+
+pub fn listen(fd: i32, backlog: i32) -> i32 {
+    // SAFETY: plain syscall wrapper.
+    unsafe { libc::listen(fd, backlog) }
+}
+
+pub fn accept(fd: i32) -> i32 {
+    // SAFETY: null address pointers are allowed.
+    unsafe { libc::accept(fd, std::ptr::null_mut(), std::ptr::null_mut()) }
+}
+
+pub fn accept4(fd: i32, flags: i32) -> i32 {
+    // SAFETY: null address pointers are allowed.
+    unsafe { libc::accept4(fd, std::ptr::null_mut(), std::ptr::null_mut(), flags) }
+}
+
+/// The local port of a bound socket.
+pub fn local_port(fd: i32) -> u16 {
+    // SAFETY: sockaddr_storage is plain data; all-zero is a valid value.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: storage and len are valid for writes of the sizes given.
+    let ret = unsafe { libc::getsockname(fd, (&raw mut storage).cast(), &raw mut len) };
+    check(ret, "getsockname");
+    // Both sockaddr_in and sockaddr_in6 keep the port right after the family.
+    let bytes: [u8; 4] = {
+        // SAFETY: storage is at least 4 bytes long.
+        unsafe { std::ptr::read((&raw const storage).cast()) }
+    };
+    u16::from_be_bytes([bytes[2], bytes[3]])
+}
+
+/// Waits until `fd` is readable (`POLLIN`) or writable (`POLLOUT`), at most `ms`.
+pub fn poll_one(fd: i32, events: i16, ms: i32) -> bool {
+    let mut pfd = libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    unsafe { libc::poll(&raw mut pfd, 1, ms) > 0 }
+}
+
+pub fn cstring(text: &str) -> CString {
+    CString::new(text).unwrap_or_else(|_| {
+        eprintln!("kp-probe: argument contains a NUL byte: {text:?}");
+        std::process::exit(64)
+    })
+}
