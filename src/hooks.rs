@@ -73,11 +73,13 @@ pub unsafe extern "C" fn accept(
     let Some(real) = real::accept() else {
         return sys::unavailable();
     };
+    // SAFETY: accept reads *length too (or it is null).
+    let offered = unsafe { policy::offered_length(length) };
     // SAFETY: the program's own call, forwarded unchanged.
     let accepted = unsafe { real(fd, address, length) };
     if accepted >= 0 {
         // SAFETY: the kernel has just filled address/length (or both are null).
-        quietly(|| unsafe { policy::after_accept(fd, accepted, address, length) });
+        quietly(|| unsafe { policy::after_accept(fd, accepted, address, offered, length) });
     }
     accepted
 }
@@ -94,11 +96,13 @@ pub unsafe extern "C" fn accept4(
     let Some(real) = real::accept4() else {
         return sys::unavailable();
     };
+    // SAFETY: accept reads *length too (or it is null).
+    let offered = unsafe { policy::offered_length(length) };
     // SAFETY: the program's own call, forwarded unchanged.
     let accepted = unsafe { real(fd, address, length, flags) };
     if accepted >= 0 {
         // SAFETY: the kernel has just filled address/length (or both are null).
-        quietly(|| unsafe { policy::after_accept(fd, accepted, address, length) });
+        quietly(|| unsafe { policy::after_accept(fd, accepted, address, offered, length) });
     }
     accepted
 }

@@ -174,12 +174,13 @@ fn decide_listener(fd: c_int) {
 /// Runs after a successful accept/accept4 that returned `fd` from `listener`.
 ///
 /// # Safety
-/// `address`/`length` are what the program passed to accept: both null, or the kernel has
-/// just filled them.
+/// `address`/`length` are what the program passed to accept (null, or just filled by the
+/// kernel), and `offered` is what `length` held before the call.
 pub unsafe fn after_accept(
     listener: c_int,
     fd: c_int,
     address: *const sockaddr,
+    offered: socklen_t,
     length: *const socklen_t,
 ) {
     let Some(runtime) = runtime::active() else {
@@ -187,18 +188,30 @@ pub unsafe fn after_accept(
     };
     let verdict = fdstate::get(listener).verdict();
     match verdict {
-        // The kernel copied the listener's options into the new socket.
-        Verdict::Managed | Verdict::Ignored => return fdstate::set(fd, verdict),
+        Verdict::Ignored => return fdstate::set(fd, verdict),
+        Verdict::Managed => {
+            // The kernel copied the listener's options into the new socket.
+            fdstate::set(fd, verdict);
+            if runtime.log >= LogLevel::Debug {
+                // SAFETY: guaranteed by the caller.
+                let peer = unsafe { accepted_peer(address, offered, length) };
+                let event = Event::Accept(peer);
+                log::line(
+                    runtime.log,
+                    LogLevel::Debug,
+                    format_args!(
+                        "fd {fd} configured at {event}: inherited from listener fd {listener}"
+                    ),
+                );
+            }
+            return;
+        }
         Verdict::JudgeEachPeer => {}
         Verdict::Unknown | Verdict::Pending if sys::is_tcp(fd) => {}
         Verdict::Unknown | Verdict::Pending => return fdstate::set(fd, Verdict::Ignored),
     }
-    let given = if length.is_null() {
-        None
-    } else {
-        // SAFETY: guaranteed by the caller: the kernel wrote the peer address and its length.
-        unsafe { sys::decode_address(address, *length) }
-    };
+    // SAFETY: guaranteed by the caller.
+    let given = unsafe { accepted_peer(address, offered, length) };
     let peer = given.or_else(|| runtime.nets.as_ref().and_then(|_| sys::peer_address(fd)));
     // From a listener we judged, the port already matched; otherwise it is the local one.
     let port = match (&runtime.ports, verdict) {
@@ -215,6 +228,34 @@ pub unsafe fn after_accept(
         peer,
         Event::Accept(peer),
     );
+}
+
+/// The peer address accept() wrote for the program, if it asked for one.
+///
+/// # Safety
+/// As for `after_accept`.
+unsafe fn accepted_peer(
+    address: *const sockaddr,
+    offered: socklen_t,
+    length: *const socklen_t,
+) -> Option<SocketAddr> {
+    if length.is_null() {
+        return None;
+    }
+    // SAFETY: the kernel has just written the length there; it reports the full address size
+    // even when it truncated the address to the `offered` bytes of the program's buffer.
+    let written = unsafe { *length }.min(offered);
+    // SAFETY: `written` bytes of the program's buffer hold the (possibly truncated) address.
+    unsafe { sys::decode_address(address, written) }
+}
+
+/// The size of the program's address buffer, read before accept overwrites it.
+///
+/// # Safety
+/// `length` is what the program passes to accept: null or valid for reads.
+pub unsafe fn offered_length(length: *const socklen_t) -> socklen_t {
+    // SAFETY: guaranteed by the caller; accept reads the same value.
+    unsafe { length.as_ref() }.copied().unwrap_or(0)
 }
 
 /// Decides a socket by its port (`None`: already checked) and its peer address.

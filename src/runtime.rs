@@ -73,8 +73,14 @@ fn load() -> Option<Runtime> {
     if !config.inherit {
         leave_out_of_children(config.log);
     }
+    // The executable's name matters only to the program filter and the log: no readlink
+    // otherwise.
     let mut exe_buffer = [0; 4096];
-    let exe = sys::executable_path(&mut exe_buffer);
+    let exe = if config.programs.is_some() || config.log >= LogLevel::Info {
+        sys::executable_path(&mut exe_buffer)
+    } else {
+        None
+    };
     let argv0 = sys::argv0();
     let program = exe.or(argv0).unwrap_or("?");
     if !config.enabled {
