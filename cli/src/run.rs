@@ -1,0 +1,314 @@
+//! `run`: exec a program with the library prepended to LD_PRELOAD and the variables set.
+
+use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use clap::Args;
+use keepalive_config::{
+    KEEPALIVE, KEEPALIVE_INHERIT, KEEPALIVE_LOG, KEEPALIVE_NETS, KEEPALIVE_OVERRIDE,
+    KEEPALIVE_PORTS, KEEPALIVE_PROGRAMS, KEEPALIVE_STRICT, KEEPALIVE_USER_TIMEOUT, KEEPCNT,
+    KEEPIDLE, KEEPINTVL, PREFIX, parse,
+};
+
+use crate::{Failure, variable_help};
+
+/// The library's file name.
+pub const LIBRARY_NAME: &str = "libkeepalive_preload.so";
+/// Where packages install the library, searched after the places next to this program.
+pub const INSTALL_DIRS: [&str; 3] = ["/usr/lib/x86_64-linux-gnu", "/usr/lib", "/usr/local/lib"];
+/// Names the library explicitly, like `--library`.
+pub const LIBRARY_VARIABLE: &str = "KEEPALIVE_PRELOAD_LIB";
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[arg(long, value_name = "SECONDS", help = variable_help(KEEPIDLE))]
+    idle: Option<String>,
+    #[arg(long, value_name = "SECONDS", help = variable_help(KEEPINTVL))]
+    interval: Option<String>,
+    #[arg(long, value_name = "PROBES", help = variable_help(KEEPCNT))]
+    count: Option<String>,
+    #[arg(long, value_name = "MS|auto", help = variable_help(KEEPALIVE_USER_TIMEOUT))]
+    user_timeout: Option<String>,
+    #[arg(long = "override", value_name = "no|yes|tighten", help = variable_help(KEEPALIVE_OVERRIDE))]
+    override_policy: Option<String>,
+    #[arg(long, value_name = "LIST", help = variable_help(KEEPALIVE_PORTS))]
+    ports: Option<String>,
+    #[arg(long, value_name = "CIDRS", help = variable_help(KEEPALIVE_NETS))]
+    nets: Option<String>,
+    #[arg(long, value_name = "NAMES", help = variable_help(KEEPALIVE_PROGRAMS))]
+    programs: Option<String>,
+    #[arg(long, value_name = "LEVEL", help = variable_help(KEEPALIVE_LOG))]
+    log: Option<String>,
+    /// Sets KEEPALIVE_STRICT=yes: an invalid variable makes PROGRAM exit with status 2 before main.
+    #[arg(long)]
+    strict: bool,
+    #[arg(long, value_name = "yes|no", help = variable_help(KEEPALIVE_INHERIT))]
+    inherit: Option<String>,
+    #[arg(long, value_name = "on|off", help = variable_help(KEEPALIVE))]
+    keepalive: Option<String>,
+    /// The library to preload (default: KEEPALIVE_PRELOAD_LIB, next to this program, then the
+    /// install locations).
+    #[arg(long, value_name = "PATH")]
+    library: Option<PathBuf>,
+    /// The program to run and its arguments (put `--` before them).
+    #[arg(
+        value_name = "PROGRAM",
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        num_args = 1..
+    )]
+    command: Vec<OsString>,
+}
+
+impl RunArgs {
+    /// The variables the options set, by name.
+    fn variables(&self) -> BTreeMap<&'static str, String> {
+        let strict = self.strict.then(|| "yes".to_owned());
+        [
+            (KEEPALIVE.name, &self.keepalive),
+            (KEEPIDLE.name, &self.idle),
+            (KEEPINTVL.name, &self.interval),
+            (KEEPCNT.name, &self.count),
+            (KEEPALIVE_USER_TIMEOUT.name, &self.user_timeout),
+            (KEEPALIVE_OVERRIDE.name, &self.override_policy),
+            (KEEPALIVE_LOG.name, &self.log),
+            (KEEPALIVE_STRICT.name, &strict),
+            (KEEPALIVE_PORTS.name, &self.ports),
+            (KEEPALIVE_NETS.name, &self.nets),
+            (KEEPALIVE_PROGRAMS.name, &self.programs),
+            (KEEPALIVE_INHERIT.name, &self.inherit),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| Some((name, value.clone()?)))
+        .collect()
+    }
+}
+
+pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
+    let variables = args.variables();
+    let program = &args.command[0];
+    let parsed = parse(|name| match variables.get(name) {
+        Some(value) => Some(OsString::from(value)),
+        None => std::env::var_os(name),
+    });
+    if !parsed.errors.is_empty() {
+        for error in &parsed.errors {
+            eprintln!("{error}");
+        }
+        return Err(Failure::new(format!(
+            "run: invalid configuration, not starting {}",
+            Path::new(program).display()
+        )));
+    }
+    let library = find_library(
+        args.library.as_deref(),
+        std::env::var_os(LIBRARY_VARIABLE).as_deref(),
+        std::env::current_exe().ok().as_deref(),
+    )?;
+    if let Some(path) = resolve_program(program)
+        && is_static_elf(&path)
+    {
+        eprintln!(
+            "{PREFIX}: run: warning: {} is statically linked; LD_PRELOAD cannot load the library into it",
+            path.display()
+        );
+    }
+    let preload = prepend_preload(&library, std::env::var_os("LD_PRELOAD").as_deref());
+    let error = Command::new(program)
+        .args(&args.command[1..])
+        .envs(&variables)
+        .env("LD_PRELOAD", preload)
+        .exec();
+    let status = if error.kind() == std::io::ErrorKind::NotFound {
+        127
+    } else {
+        126
+    };
+    eprintln!(
+        "{PREFIX}: run: cannot run {}: {error}",
+        Path::new(program).display()
+    );
+    Ok(ExitCode::from(status))
+}
+
+/// The library to preload: `--library`, else `KEEPALIVE_PRELOAD_LIB` (both must exist), else
+/// the first existing file next to this program or in the install locations.
+pub fn find_library(
+    option: Option<&Path>,
+    variable: Option<&OsStr>,
+    exe: Option<&Path>,
+) -> Result<PathBuf, Failure> {
+    let explicit = option
+        .map(|path| (path.to_path_buf(), "--library"))
+        .or_else(|| variable.map(|path| (PathBuf::from(path), LIBRARY_VARIABLE)));
+    if let Some((path, source)) = explicit {
+        return if path.is_file() {
+            Ok(absolute(&path))
+        } else {
+            Err(Failure::new(format!(
+                "run: the library given by {source}, {}, does not exist or is not a file",
+                path.display()
+            )))
+        };
+    }
+    let candidates = library_candidates(exe);
+    match candidates.iter().find(|path| path.is_file()) {
+        Some(path) => Ok(absolute(path)),
+        None => Err(Failure::new(format!(
+            "run: cannot find {LIBRARY_NAME}; tried {}; pass --library PATH or set {LIBRARY_VARIABLE}",
+            candidates
+                .iter()
+                .map(|path| path.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
+/// Next to this program, in ../lib beside it, then the install locations.
+pub fn library_candidates(exe: Option<&Path>) -> Vec<PathBuf> {
+    let mut candidates = Vec::new();
+    if let Some(dir) = exe.and_then(Path::parent) {
+        candidates.push(dir.join(LIBRARY_NAME));
+        candidates.push(dir.join("..").join("lib").join(LIBRARY_NAME));
+    }
+    candidates.extend(
+        INSTALL_DIRS
+            .iter()
+            .map(|dir| Path::new(dir).join(LIBRARY_NAME)),
+    );
+    candidates
+}
+
+/// Absolute and without `..`, so that the path in LD_PRELOAD survives a chdir of the program.
+fn absolute(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// `library` first, then the existing entries (space- or colon-separated, as ld.so accepts)
+/// in their order, without another copy of `library`.
+pub fn prepend_preload(library: &Path, existing: Option<&OsStr>) -> OsString {
+    let mut preload = OsString::from(library);
+    let existing = existing.map(OsStrExt::as_bytes).unwrap_or_default();
+    for entry in existing.split(|&byte| byte == b' ' || byte == b':') {
+        if entry.is_empty() || entry == library.as_os_str().as_bytes() {
+            continue;
+        }
+        preload.push(":");
+        preload.push(OsStr::from_bytes(entry));
+    }
+    preload
+}
+
+/// The file `program` names, searched in PATH like execvp does when it has no slash.
+fn resolve_program(program: &OsStr) -> Option<PathBuf> {
+    if program.as_bytes().contains(&b'/') {
+        return Some(PathBuf::from(program));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+}
+
+/// True for an ELF executable without a PT_INTERP program header: nothing loads LD_PRELOAD
+/// into it. Anything unreadable or not a 64-bit little-endian ELF is not judged (false).
+pub fn is_static_elf(path: &Path) -> bool {
+    let mut header = Vec::new();
+    let read =
+        std::fs::File::open(path).and_then(|file| file.take(64 * 1024).read_to_end(&mut header));
+    if read.is_err()
+        || header.len() < 64
+        || &header[..4] != b"\x7fELF"
+        || header[4] != 2
+        || header[5] != 1
+    {
+        return false;
+    }
+    let u16_at = |at: usize| u16::from_le_bytes([header[at], header[at + 1]]);
+    let u32_at = |at: usize| u32::from_le_bytes(header[at..at + 4].try_into().unwrap_or([0; 4]));
+    let u64_at = |at: usize| u64::from_le_bytes(header[at..at + 8].try_into().unwrap_or([0; 8]));
+    const ET_EXEC: u16 = 2;
+    const ET_DYN: u16 = 3;
+    const PT_INTERP: u32 = 3;
+    if !matches!(u16_at(16), ET_EXEC | ET_DYN) {
+        return false;
+    }
+    let (Ok(phoff), entry_size, entries) = (
+        usize::try_from(u64_at(32)),
+        usize::from(u16_at(54)),
+        usize::from(u16_at(56)),
+    ) else {
+        return false;
+    };
+    if entry_size < 4 || phoff.saturating_add(entry_size.saturating_mul(entries)) > header.len() {
+        return false;
+    }
+    !(0..entries).any(|index| u32_at(phoff + index * entry_size) == PT_INTERP)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preload_prepends_and_keeps_order_without_duplicate() {
+        let library = Path::new("/opt/kp/libkeepalive_preload.so");
+        assert_eq!(
+            prepend_preload(library, None),
+            "/opt/kp/libkeepalive_preload.so"
+        );
+        assert_eq!(
+            prepend_preload(
+                library,
+                Some(OsStr::new(
+                    "/a/liba.so /opt/kp/libkeepalive_preload.so:/b/libb.so "
+                ))
+            ),
+            "/opt/kp/libkeepalive_preload.so:/a/liba.so:/b/libb.so"
+        );
+    }
+
+    #[test]
+    fn candidates_follow_the_documented_order() {
+        let candidates = library_candidates(Some(Path::new("/opt/kp/bin/keepalive-preload")));
+        let shown: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+        assert_eq!(
+            shown,
+            [
+                "/opt/kp/bin/libkeepalive_preload.so",
+                "/opt/kp/bin/../lib/libkeepalive_preload.so",
+                "/usr/lib/x86_64-linux-gnu/libkeepalive_preload.so",
+                "/usr/lib/libkeepalive_preload.so",
+                "/usr/local/lib/libkeepalive_preload.so",
+            ]
+        );
+    }
+
+    #[test]
+    fn explicit_library_must_exist() {
+        let error = find_library(Some(Path::new("/nonexistent/lib.so")), None, None).unwrap_err();
+        assert!(
+            error
+                .0
+                .contains("--library, /nonexistent/lib.so, does not exist"),
+            "{}",
+            error.0
+        );
+        let error = find_library(None, Some(OsStr::new("/nonexistent/lib.so")), None).unwrap_err();
+        assert!(error.0.contains("KEEPALIVE_PRELOAD_LIB"), "{}", error.0);
+    }
+
+    #[test]
+    fn dynamic_executables_are_not_static() {
+        assert!(!is_static_elf(Path::new("/bin/sh")));
+        assert!(!is_static_elf(Path::new("/nonexistent")));
+        assert!(!is_static_elf(Path::new("/etc/passwd")));
+    }
+}

@@ -1,0 +1,131 @@
+//! The small OS layer of the command: pidfd_open/pidfd_getfd and the socket queries `inspect`
+//! needs. Every `unsafe` block of the command lives here.
+
+use std::io;
+use std::mem::{MaybeUninit, size_of};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+/// A pidfd for `pid` (Linux >= 5.3).
+pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags by value and touches no memory of ours.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    owned(fd)
+}
+
+/// A duplicate, in this process, of the target's file descriptor `target_fd` (Linux >= 5.6,
+/// needs PTRACE_MODE_ATTACH_REALCREDS over the target).
+pub fn pidfd_getfd(pidfd: BorrowedFd<'_>, target_fd: i32) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_getfd takes a pidfd, a number and flags by value and touches no memory of
+    // ours; a successful return is a new descriptor that nothing else owns.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), target_fd, 0) };
+    owned(fd)
+}
+
+fn owned(ret: libc::c_long) -> io::Result<OwnedFd> {
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let fd = RawFd::try_from(ret).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
+    // SAFETY: the kernel just returned this descriptor to us; it is open and owned by no one else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// An int-valued socket option.
+pub fn getsockopt_int(fd: BorrowedFd<'_>, level: i32, name: i32) -> io::Result<i32> {
+    let mut value: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: value and len are valid for writes of the sizes given; fd is open for the call.
+    let ret = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&raw mut value).cast(),
+            &raw mut len,
+        )
+    };
+    if ret == 0 {
+        Ok(value)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// `tcpi_state` from TCP_INFO (the first byte of struct tcp_info).
+pub fn tcp_state(fd: BorrowedFd<'_>) -> io::Result<u8> {
+    let mut info = [0u8; 8];
+    let mut len = info.len() as libc::socklen_t;
+    // SAFETY: info is valid for writes of len bytes; the kernel copies at most len bytes.
+    let ret = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            info.as_mut_ptr().cast(),
+            &raw mut len,
+        )
+    };
+    if ret == 0 && len >= 1 {
+        Ok(info[0])
+    } else if ret == 0 {
+        Err(io::Error::from_raw_os_error(libc::EINVAL))
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+pub fn local_address(fd: BorrowedFd<'_>) -> io::Result<SocketAddr> {
+    socket_address(fd, libc::getsockname)
+}
+
+/// The peer; `ENOTCONN` for listeners, unconnected and still-connecting sockets.
+pub fn peer_address(fd: BorrowedFd<'_>) -> io::Result<SocketAddr> {
+    socket_address(fd, libc::getpeername)
+}
+
+type NameCall =
+    unsafe extern "C" fn(libc::c_int, *mut libc::sockaddr, *mut libc::socklen_t) -> libc::c_int;
+
+fn socket_address(fd: BorrowedFd<'_>, call: NameCall) -> io::Result<SocketAddr> {
+    let mut storage = MaybeUninit::<libc::sockaddr_storage>::zeroed();
+    let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: storage is valid for writes of len bytes; call is getsockname or getpeername.
+    let ret = unsafe { call(fd.as_raw_fd(), storage.as_mut_ptr().cast(), &raw mut len) };
+    if ret != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: zero-initialised, then partly written by the kernel: every byte is initialised.
+    let storage = unsafe { storage.assume_init() };
+    from_storage(&storage, len as usize)
+}
+
+fn from_storage(storage: &libc::sockaddr_storage, len: usize) -> io::Result<SocketAddr> {
+    let unsupported = || io::Error::from_raw_os_error(libc::EAFNOSUPPORT);
+    match i32::from(storage.ss_family) {
+        libc::AF_INET if len >= size_of::<libc::sockaddr_in>() => {
+            // SAFETY: the family says sockaddr_in, the length covers it, and sockaddr_storage
+            // is aligned for every sockaddr type.
+            let sin =
+                unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+            Ok(SocketAddr::V4(SocketAddrV4::new(
+                ip,
+                u16::from_be(sin.sin_port),
+            )))
+        }
+        libc::AF_INET6 if len >= size_of::<libc::sockaddr_in6>() => {
+            // SAFETY: as above, for sockaddr_in6.
+            let sin6 = unsafe {
+                &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
+            };
+            Ok(SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(sin6.sin6_addr.s6_addr),
+                u16::from_be(sin6.sin6_port),
+                sin6.sin6_flowinfo,
+                sin6.sin6_scope_id,
+            )))
+        }
+        _ => Err(unsupported()),
+    }
+}
