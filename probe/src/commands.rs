@@ -182,7 +182,7 @@ pub fn pair(args: &[String]) {
     }
     let pair = make_pair(&args);
     if let Some(note) = &pair.connect_note {
-        println!("client {note}");
+        println!("{note}");
     }
     println!("listener {}", options(pair.listener));
     println!("client {}", options(pair.client));
@@ -403,6 +403,14 @@ pub fn env(args: &[String]) {
             None => println!("{name} unset"),
         }
     }
+}
+
+pub fn setenv(args: &[String]) {
+    let [name, value] = args else {
+        usage_error("setenv NAME VALUE")
+    };
+    // SAFETY: the probe runs its commands on one thread; `threads` joins its threads first.
+    unsafe { std::env::set_var(name, value) };
 }
 
 pub fn watch_die(args: &[String]) {

@@ -33,6 +33,7 @@ usage: kp-probe COMMAND [ARGS] [+ COMMAND [ARGS]]...
   libkeepalive-test        what libkeepalive's test program prints
   maps [SUBSTRING]         whether a mapped file's path contains SUBSTRING (keepalive_preload)
   env NAME...              NAME=value or `NAME unset`
+  setenv NAME VALUE        change this process's environment (prints nothing)
   watch-die [--v6] [--blackhole CMD] [--timeout S]
                            connect, run CMD ({port} replaced) to blackhole the peer, send, and
                            report how the connection ends
@@ -74,6 +75,7 @@ fn run(name: &str, args: &[String]) {
         "libkeepalive-test" => commands::libkeepalive_test(),
         "maps" => commands::maps(args),
         "env" => commands::env(args),
+        "setenv" => commands::setenv(args),
         "watch-die" => commands::watch_die(args),
         "exec" => commands::exec(args),
         "help" | "--help" | "-h" => println!("{USAGE}"),

@@ -1,0 +1,391 @@
+//! Shared helpers of the black-box tests: find the library and `kp-probe`, run the probe in a
+//! child process with a controlled environment, and read its output.
+//!
+//! Every test binary includes this module and uses only part of it.
+#![allow(dead_code)]
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+/// The library's file name.
+pub const LIBRARY_NAME: &str = "libkeepalive_preload.so";
+
+/// The profile directory of the running test (`target/<profile>`): the test executable lives
+/// in `target/<profile>/deps`.
+fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let deps = exe.parent().expect("test executable has a directory");
+    if deps.file_name().is_some_and(|name| name == "deps") {
+        deps.parent().expect("deps has a parent").to_owned()
+    } else {
+        deps.to_owned()
+    }
+}
+
+/// The preload library: `KEEPALIVE_PRELOAD_LIB`, else next to the test executable
+/// (`target/<profile>/deps`, where `cargo test` builds it), else `target/<profile>`.
+pub fn library() -> PathBuf {
+    static LIBRARY: OnceLock<PathBuf> = OnceLock::new();
+    LIBRARY
+        .get_or_init(|| {
+            if let Some(path) = path_from_env("KEEPALIVE_PRELOAD_LIB") {
+                return path;
+            }
+            let profile = profile_dir();
+            let candidates = [profile.join("deps").join(LIBRARY_NAME), profile.join(LIBRARY_NAME)];
+            candidates
+                .iter()
+                .find(|path| path.is_file())
+                .cloned()
+                .unwrap_or_else(|| {
+                    panic!(
+                        "{LIBRARY_NAME} not found in {candidates:?}; build it with `cargo build -p keepalive-preload` or set KEEPALIVE_PRELOAD_LIB"
+                    )
+                })
+        })
+        .clone()
+}
+
+/// `kp-probe`: `KP_PROBE`, else `target/<profile>/kp-probe` (built by `cargo test --workspace`
+/// through the probe's own tests), else built now with `cargo build -p kp-probe` into a target
+/// directory of its own (the outer cargo holds the lock on the normal one).
+pub fn probe_path() -> PathBuf {
+    static PROBE: OnceLock<PathBuf> = OnceLock::new();
+    PROBE
+        .get_or_init(|| {
+            if let Some(path) = path_from_env("KP_PROBE") {
+                return path;
+            }
+            let profile = profile_dir();
+            let beside = profile.join("kp-probe");
+            if beside.is_file() {
+                return beside;
+            }
+            build_probe(&profile)
+        })
+        .clone()
+}
+
+fn build_probe(profile: &Path) -> PathBuf {
+    let target = profile.join("kp-probe-build");
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+    let release = profile.file_name().is_some_and(|name| name == "release");
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo
+        .args(["build", "--quiet", "-p", "kp-probe", "--manifest-path"])
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(&target);
+    if release {
+        cargo.arg("--release");
+    }
+    let status = cargo.status().expect("run cargo to build kp-probe");
+    assert!(
+        status.success(),
+        "kp-probe not found next to the tests and `cargo build -p kp-probe` failed ({status}); set KP_PROBE"
+    );
+    let built = target
+        .join(if release { "release" } else { "debug" })
+        .join("kp-probe");
+    assert!(built.is_file(), "cargo built no {}", built.display());
+    built
+}
+
+/// The file a variable names, made absolute; a variable naming no file is a failure.
+fn path_from_env(variable: &str) -> Option<PathBuf> {
+    let path = PathBuf::from(std::env::var_os(variable)?);
+    assert!(
+        path.is_file(),
+        "{variable}={} is not a file",
+        path.display()
+    );
+    Some(std::path::absolute(&path).expect("absolute path"))
+}
+
+/// Every variable the library reads; removed from every child's environment unless a test
+/// sets it.
+pub const VARIABLES: [&str; 12] = [
+    "KEEPALIVE",
+    "KEEPIDLE",
+    "KEEPINTVL",
+    "KEEPCNT",
+    "KEEPALIVE_USER_TIMEOUT",
+    "KEEPALIVE_OVERRIDE",
+    "KEEPALIVE_LOG",
+    "KEEPALIVE_STRICT",
+    "KEEPALIVE_PORTS",
+    "KEEPALIVE_NETS",
+    "KEEPALIVE_PROGRAMS",
+    "KEEPALIVE_INHERIT",
+];
+
+/// A child process to run: a program, its arguments and exactly the environment given (plus
+/// `PATH`).
+pub struct Run {
+    program: PathBuf,
+    args: Vec<OsString>,
+    env: Vec<(OsString, OsString)>,
+}
+
+/// `kp-probe ARGS` without the library.
+pub fn probe(args: &[&str]) -> Run {
+    Run::new(probe_path(), args)
+}
+
+impl Run {
+    pub fn new(program: impl Into<PathBuf>, args: &[&str]) -> Self {
+        Self {
+            program: program.into(),
+            args: args.iter().map(OsString::from).collect(),
+            env: Vec::new(),
+        }
+    }
+
+    pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    pub fn env(mut self, name: impl Into<OsString>, value: impl Into<OsString>) -> Self {
+        self.env.push((name.into(), value.into()));
+        self
+    }
+
+    pub fn envs(mut self, pairs: &[(&str, &str)]) -> Self {
+        for (name, value) in pairs {
+            self = self.env(*name, *value);
+        }
+        self
+    }
+
+    /// Under our library (`LD_PRELOAD=<library>`).
+    pub fn preload(self) -> Self {
+        self.env("LD_PRELOAD", library())
+    }
+
+    /// The command line, for messages.
+    pub fn describe(&self) -> String {
+        let mut text = String::new();
+        for (name, value) in &self.env {
+            text += &format!("{}={:?} ", name.to_string_lossy(), value.to_string_lossy());
+        }
+        text += &self.program.display().to_string();
+        for arg in &self.args {
+            text += &format!(" {}", arg.to_string_lossy());
+        }
+        text
+    }
+
+    pub fn command(&self) -> Command {
+        let mut command = Command::new(&self.program);
+        command.args(&self.args).env_clear().stdin(Stdio::null());
+        if let Some(path) = std::env::var_os("PATH") {
+            command.env("PATH", path);
+        }
+        command.envs(self.env.iter().map(|(name, value)| (name, value)));
+        command
+    }
+
+    /// Runs the child to its end.
+    pub fn run(&self) -> Output {
+        let output = self
+            .command()
+            .output()
+            .unwrap_or_else(|error| panic!("cannot run {}: {error}", self.describe()));
+        Output {
+            described: self.describe(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            code: output.status.code(),
+        }
+    }
+
+    /// Runs the child and asserts it exited 0 with nothing on stderr.
+    pub fn run_ok(&self) -> Output {
+        let output = self.run();
+        output.assert_clean();
+        output
+    }
+}
+
+/// What a child printed and how it ended.
+#[derive(Debug)]
+pub struct Output {
+    pub described: String,
+    pub stdout: String,
+    pub stderr: String,
+    pub code: Option<i32>,
+}
+
+impl Output {
+    pub fn assert_success(&self) {
+        assert_eq!(self.code, Some(0), "{self}");
+    }
+
+    pub fn assert_clean(&self) {
+        assert_eq!(self.code, Some(0), "{self}");
+        assert_eq!(self.stderr, "", "nothing expected on stderr\n{self}");
+    }
+
+    /// The rest of the one stdout line that starts with `label ` (e.g. `client`).
+    pub fn line(&self, label: &str) -> &str {
+        let prefix = format!("{label} ");
+        let found: Vec<&str> = self
+            .stdout
+            .lines()
+            .filter_map(|line| line.strip_prefix(&prefix))
+            .collect();
+        match found.as_slice() {
+            [one] => one,
+            _ => panic!("expected exactly one line starting with {prefix:?}\n{self}"),
+        }
+    }
+
+    /// The lines the library printed (they start with `keepalive-preload:`).
+    pub fn library_lines(&self) -> Vec<&str> {
+        self.stderr
+            .lines()
+            .filter(|line| line.starts_with("keepalive-preload"))
+            .collect()
+    }
+}
+
+impl std::fmt::Display for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "command: {}\nexit: {:?}\n--- stdout\n{}--- stderr\n{}---",
+            self.described, self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// The kernel's keepalive defaults on this machine (the net.ipv4.tcp_keepalive_* sysctls).
+pub fn kernel_defaults() -> (i32, i32, i32) {
+    let read = |name: &str| -> i32 {
+        std::fs::read_to_string(format!("/proc/sys/net/ipv4/{name}"))
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+            .unwrap_or_else(|| panic!("cannot read net.ipv4.{name}"))
+    };
+    (
+        read("tcp_keepalive_time"),
+        read("tcp_keepalive_intvl"),
+        read("tcp_keepalive_probes"),
+    )
+}
+
+/// How `kp-probe` prints a TCP socket's options.
+pub fn options(keepalive: i32, idle: i32, intvl: i32, cnt: i32, user_timeout: i32) -> String {
+    format!("keepalive={keepalive} idle={idle} intvl={intvl} cnt={cnt} user_timeout={user_timeout}")
+}
+
+/// A fresh TCP socket's options without the library.
+pub fn untouched() -> String {
+    let (idle, intvl, cnt) = kernel_defaults();
+    options(0, idle, intvl, cnt, 0)
+}
+
+/// A TCP socket under the library with no timing configured: SO_KEEPALIVE only.
+pub fn keepalive_only() -> String {
+    let (idle, intvl, cnt) = kernel_defaults();
+    options(1, idle, intvl, cnt, 0)
+}
+
+/// Timings used throughout: all differ from the kernel defaults (7200/75/9, user timeout 0).
+pub const TIMINGS: [(&str, &str); 4] = [
+    ("KEEPIDLE", "61"),
+    ("KEEPINTVL", "7"),
+    ("KEEPCNT", "4"),
+    ("KEEPALIVE_USER_TIMEOUT", "45000"),
+];
+
+/// What a TCP socket reads back under [`TIMINGS`].
+pub fn configured() -> String {
+    options(1, 61, 7, 4, 45000)
+}
+
+/// Fails (never skips) when the test is not running as root.
+pub fn require_root(what: &str) {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "this test needs root ({what}); CI runs as root, run it with sudo"
+    );
+}
+
+/// Path of a program found in PATH (or the usual sbin directories), or a failure naming the
+/// Debian package that provides it.
+pub fn tool(name: &str, package: &str) -> PathBuf {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).collect())
+        .unwrap_or_default();
+    dirs.extend(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from));
+    dirs.into_iter()
+        .map(|dir| dir.join(name))
+        .find(|path| path.is_file())
+        .unwrap_or_else(|| panic!("`{name}` not found: install the Debian package {package}"))
+}
+
+/// A TCP port that was free a moment ago (bound, read, released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("bind an ephemeral port")
+}
+
+/// A scratch directory unique to this test process and `name`, removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "keepalive-preload-test-{}-{name}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create scratch directory");
+        Self(dir)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs `run` under `strace -f -e trace=setsockopt` and returns its output and the
+/// setsockopt lines strace recorded.
+pub fn strace_setsockopt(run: &Run, scratch: &TempDir) -> (Output, Vec<String>) {
+    let log = scratch.path(&format!("strace-{}.log", unique()));
+    let strace = tool("strace", "strace");
+    let mut traced = Run::new(&strace, &["-f", "-qq", "-e", "trace=setsockopt", "-o"])
+        .arg(&log)
+        .arg(&run.program);
+    traced.args.extend(run.args.iter().cloned());
+    // strace itself runs under the same environment; it makes no TCP socket.
+    traced.env = run.env.clone();
+    let output = traced.run();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let calls = text
+        .lines()
+        .filter(|line| line.contains("setsockopt("))
+        .map(str::to_owned)
+        .collect();
+    (output, calls)
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
