@@ -1,0 +1,546 @@
+//! `inspect` against live processes whose sockets carry known options (set by the processes
+//! themselves, so these tests do not depend on the library's behaviour).
+
+mod common;
+
+use std::os::unix::process::CommandExt as _;
+use std::process::{Command, Stdio};
+
+use common::*;
+use serde_json::{Value, json};
+
+/// Listener with keepalive 30/10/3 (accepted sockets inherit it), a connection to it whose
+/// client sets 40/11/4 and a 5000 ms user timeout, an IPv6 listener and an IPv6 connection,
+/// and a UDP socket that inspect must leave out.
+fn all_on() -> Value {
+    let on = json!({"keepalive": 1, "idle": 30, "interval": 10, "count": 3});
+    json!([
+        {"kind": "listen", "name": "l4", "host": "127.0.0.1", "opts": on},
+        {"kind": "connect", "name": "c4", "to": "l4",
+         "opts": {"keepalive": 1, "idle": 40, "interval": 11, "count": 4, "user_timeout_ms": 5000}},
+        {"kind": "listen", "name": "l6", "host": "::1", "opts": on},
+        {"kind": "connect", "name": "c6", "to": "l6", "opts": on},
+        {"kind": "udp", "name": "udp"},
+    ])
+}
+
+#[test]
+fn table_lists_every_tcp_socket_aligned_and_exits_0() {
+    require_root();
+    let holder = holder(&all_on(), &[]);
+    let output = inspect(&[&holder.pid.to_string()]);
+    let text = stdout(&output);
+    assert_eq!(code(&output), 0, "{text}{}", stderr(&output));
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with(&format!("pid {} python3", holder.pid))
+            && lines[0].ends_with("libkeepalive_preload not mapped"),
+        "{text}"
+    );
+    let header = lines[1];
+    assert!(header.starts_with("FD  STATE"), "{text}");
+    // Six TCP sockets (the UDP one is left out), one row each.
+    let rows = &lines[2..];
+    assert_eq!(rows.len(), 6, "{text}");
+    for column in [
+        "STATE",
+        "LOCAL",
+        "REMOTE",
+        "KEEPALIVE",
+        "IDLE",
+        "USER_TIMEOUT",
+        "VERDICT",
+    ] {
+        let at = header.find(column).unwrap();
+        for row in rows {
+            assert!(
+                row.len() > at && row.as_bytes()[at - 1] == b' ' && row.as_bytes()[at] != b' ',
+                "column {column} is not aligned:\n{text}"
+            );
+        }
+    }
+    let row = |fd: i32| {
+        rows.iter()
+            .find(|row| row.split_whitespace().next() == Some(&fd.to_string()))
+            .unwrap_or_else(|| panic!("no row for fd {fd}:\n{text}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+    };
+    let l4 = format!("127.0.0.1:{}", holder.port("l4"));
+    assert_eq!(
+        &row(holder.fd("l4"))[1..],
+        [
+            "LISTEN",
+            &l4,
+            "-",
+            "listening",
+            "on",
+            "30s",
+            "10s",
+            "3",
+            "0ms",
+            "ok"
+        ]
+    );
+    let c4 = row(holder.fd("c4"));
+    assert_eq!(
+        &c4[1..],
+        [
+            "ESTABLISHED",
+            &format!("127.0.0.1:{}", holder.port("c4")),
+            &l4,
+            "outgoing",
+            "on",
+            "40s",
+            "11s",
+            "4",
+            "5000ms",
+            "ok"
+        ]
+    );
+    let a4 = row(holder.fd("c4-accepted"));
+    assert_eq!(
+        &a4[3..],
+        [
+            format!("127.0.0.1:{}", holder.port("c4")).as_str(),
+            "accepted",
+            "on",
+            "30s",
+            "10s",
+            "3",
+            "0ms",
+            "ok"
+        ]
+    );
+    let l6 = row(holder.fd("l6"));
+    assert_eq!(l6[2], format!("[::1]:{}", holder.port("l6")));
+    assert!(
+        !text.contains(&format!("\n{} ", holder.fd("udp"))),
+        "{text}"
+    );
+}
+
+#[test]
+fn json_is_one_object_per_socket_with_the_documented_keys() {
+    require_root();
+    let holder = holder(&all_on(), &[]);
+    let output = inspect(&["--json", &holder.pid.to_string()]);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let lines = json_lines(&output);
+    assert_eq!(lines.len(), 6, "{lines:#?}");
+    for line in &lines {
+        for key in [
+            "pid",
+            "fd",
+            "family",
+            "local",
+            "remote",
+            "state",
+            "keepalive",
+            "idle",
+            "interval",
+            "count",
+            "user_timeout_ms",
+            "library",
+            "verdict",
+        ] {
+            assert!(line.get(key).is_some(), "{key} missing in {line}");
+        }
+        assert_eq!(line["pid"], holder.pid);
+        assert_eq!(line["library"], false);
+        assert!(
+            line.get("expected").is_none(),
+            "expected only with --expect-env: {line}"
+        );
+    }
+    let l4 = by_fd(&lines, holder.fd("l4"));
+    assert_eq!(l4["family"], "ipv4");
+    assert_eq!(l4["local"], format!("127.0.0.1:{}", holder.port("l4")));
+    assert_eq!(l4["remote"], Value::Null);
+    assert_eq!(l4["state"], "LISTEN");
+    assert_eq!(
+        (
+            &l4["keepalive"],
+            &l4["idle"],
+            &l4["interval"],
+            &l4["count"],
+            &l4["user_timeout_ms"]
+        ),
+        (&json!(true), &json!(30), &json!(10), &json!(3), &json!(0))
+    );
+    let c4 = by_fd(&lines, holder.fd("c4"));
+    assert_eq!(c4["state"], "ESTABLISHED");
+    assert_eq!(c4["remote"], format!("127.0.0.1:{}", holder.port("l4")));
+    assert_eq!(
+        (
+            &c4["idle"],
+            &c4["interval"],
+            &c4["count"],
+            &c4["user_timeout_ms"]
+        ),
+        (&json!(40), &json!(11), &json!(4), &json!(5000))
+    );
+    assert_eq!(c4["verdict"], "ok");
+    let a6 = by_fd(&lines, holder.fd("c6-accepted"));
+    assert_eq!(a6["family"], "ipv6");
+    assert_eq!(a6["local"], format!("[::1]:{}", holder.port("l6")));
+    assert_eq!(a6["remote"], format!("[::1]:{}", holder.port("c6")));
+    assert_eq!(a6["role"], "accepted");
+}
+
+#[test]
+fn a_socket_without_keepalive_exits_1() {
+    require_root();
+    let spec = json!([
+        {"kind": "listen", "name": "l", "host": "127.0.0.1", "opts": {"keepalive": 1}},
+        {"kind": "connect", "name": "c", "to": "l", "opts": {"keepalive": 0}},
+    ]);
+    let holder = holder(&spec, &[]);
+    let output = inspect(&[&holder.pid.to_string()]);
+    assert_eq!(code(&output), 1, "{}", stdout(&output));
+    let text = stdout(&output);
+    let client = text
+        .lines()
+        .find(|row| row.split_whitespace().next() == Some(&holder.fd("c").to_string()))
+        .unwrap();
+    assert!(
+        client.contains(" off ") && client.ends_with("missing"),
+        "{text}"
+    );
+    let output = inspect(&["--json", &holder.pid.to_string()]);
+    assert_eq!(code(&output), 1);
+    let lines = json_lines(&output);
+    assert_eq!(by_fd(&lines, holder.fd("c"))["verdict"], "missing");
+    assert_eq!(by_fd(&lines, holder.fd("c"))["keepalive"], false);
+    assert_eq!(by_fd(&lines, holder.fd("c-accepted"))["verdict"], "ok");
+}
+
+#[test]
+fn errors_exit_2_with_a_clear_message() {
+    require_root();
+    // No such process.
+    let output = inspect(&["2147483646"]);
+    assert_eq!(code(&output), 2);
+    assert!(
+        stderr(&output).contains("pid 2147483646: no such process"),
+        "{}",
+        stderr(&output)
+    );
+
+    // Without the rights of ptrace: an unprivileged user inspecting a root process.
+    let holder = holder(&all_on(), &[]);
+    let output = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            BIN,
+            "inspect",
+        ])
+        .arg(holder.pid.to_string())
+        .output()
+        .expect("setpriv (util-linux)");
+    assert_eq!(code(&output), 2, "{}{}", stdout(&output), stderr(&output));
+    let message = stderr(&output);
+    assert!(
+        message.contains(&format!("pid {}: not permitted", holder.pid))
+            && message.contains("ptrace"),
+        "{message}"
+    );
+
+    // One good pid and one bad: the good one is still reported, the status is 2.
+    let output = inspect(&["--json", &holder.pid.to_string(), "2147483646"]);
+    assert_eq!(code(&output), 2);
+    assert_eq!(json_lines(&output).len(), 6);
+}
+
+#[test]
+fn statically_linked_process_is_read_and_reported_without_the_library() {
+    require_root();
+    let dir = TempDir::new("static");
+    let program = gcc(&dir, "static-holder", STATIC_HOLDER, &["-static", "-O1"]);
+    let file = Command::new("file").arg(&program).output();
+    if let Ok(file) = file {
+        assert!(
+            stdout(&file).contains("statically linked"),
+            "{}",
+            stdout(&file)
+        );
+    }
+    let mut command = Command::new(&program);
+    command.stdin(Stdio::piped());
+    let holder = start_holder(command, &[("KEEPIDLE", "30")]);
+    let output = inspect(&["--json", &holder.pid.to_string()]);
+    assert_eq!(
+        code(&output),
+        1,
+        "listener and accepted socket have no keepalive"
+    );
+    let lines = json_lines(&output);
+    assert_eq!(lines.len(), 3, "{lines:#?}");
+    assert!(lines.iter().all(|line| line["library"] == false));
+    let client = by_fd(&lines, holder.fd("client"));
+    assert_eq!(
+        (
+            &client["keepalive"],
+            &client["idle"],
+            &client["interval"],
+            &client["count"]
+        ),
+        (&json!(true), &json!(30), &json!(10), &json!(3))
+    );
+    assert_eq!(
+        client["remote"],
+        format!("127.0.0.1:{}", holder.port("listener"))
+    );
+    assert_eq!(by_fd(&lines, holder.fd("listener"))["verdict"], "missing");
+
+    let output = inspect(&["--expect-env", &holder.pid.to_string()]);
+    assert_eq!(code(&output), 1);
+    let text = stdout(&output);
+    assert!(text.contains("libkeepalive_preload not mapped"), "{text}");
+    assert!(
+        text.contains("PROBLEM: its environment says the library should act"),
+        "{text}"
+    );
+    assert!(text.contains("idle=30s"), "{text}");
+}
+
+/// The holder under an empty library named like ours, with `env`: every socket is made by
+/// `spec` with the options it gives.
+fn mapped_holder(dir: &TempDir, spec: &Value, env: &[(&str, &str)]) -> Holder {
+    let library = fake_library(dir);
+    let library = library.to_str().unwrap().to_owned();
+    let mut env = env.to_vec();
+    env.push(("LD_PRELOAD", &library));
+    holder(spec, &env)
+}
+
+#[test]
+fn expect_env_override_yes_wants_exact_values() {
+    require_root();
+    let dir = TempDir::new("yes");
+    let exact =
+        json!({"keepalive": 1, "idle": 31, "interval": 11, "count": 4, "user_timeout_ms": 5000});
+    let spec = json!([
+        {"kind": "listen", "name": "l", "host": "127.0.0.1", "opts": exact},
+        {"kind": "connect", "name": "c", "to": "l", "opts": exact},
+    ]);
+    let env = [
+        ("KEEPALIVE_OVERRIDE", "yes"),
+        ("KEEPIDLE", "31"),
+        ("KEEPINTVL", "11s"),
+        ("KEEPCNT", "4"),
+        ("KEEPALIVE_USER_TIMEOUT", "5s"),
+    ];
+    let holder = mapped_holder(&dir, &spec, &env);
+    let output = inspect(&["--expect-env", "--json", &holder.pid.to_string()]);
+    assert_eq!(code(&output), 0, "{}{}", stdout(&output), stderr(&output));
+    let lines = json_lines(&output);
+    assert_eq!(lines.len(), 3);
+    for line in &lines {
+        assert_eq!(line["library"], true);
+        assert_eq!(line["verdict"], "ok", "{line}");
+        assert_eq!(
+            line["expected"],
+            json!({"keepalive": true, "idle": 31, "interval": 11, "count": 4, "user_timeout_ms": 5000})
+        );
+    }
+
+    // The same configuration, but the program put its own idle time on the client.
+    let spec = json!([
+        {"kind": "listen", "name": "l", "host": "127.0.0.1", "opts": exact},
+        {"kind": "connect", "name": "c", "to": "l",
+         "opts": {"keepalive": 1, "idle": 60, "interval": 11, "count": 4, "user_timeout_ms": 5000}},
+    ]);
+    let holder = mapped_holder(&dir, &spec, &env);
+    let output = inspect(&["--expect-env", "--json", &holder.pid.to_string()]);
+    assert_eq!(code(&output), 1);
+    let lines = json_lines(&output);
+    let client = by_fd(&lines, holder.fd("c"));
+    assert_eq!(client["verdict"], "differs");
+    assert_eq!(client["differences"], json!(["idle"]));
+    let output = inspect(&["--expect-env", &holder.pid.to_string()]);
+    let text = stdout(&output);
+    assert!(text.contains("differs (idle 60s not 31s)"), "{text}");
+    assert!(text.contains("override=yes"), "{text}");
+    assert!(text.contains("libkeepalive_preload mapped from"), "{text}");
+}
+
+#[test]
+fn expect_env_tighten_accepts_smaller_values_and_no_only_wants_keepalive() {
+    require_root();
+    let dir = TempDir::new("tighten");
+    let spec = json!([
+        {"kind": "listen", "name": "l", "host": "127.0.0.1", "opts": {"keepalive": 1, "idle": 20}},
+        {"kind": "connect", "name": "c", "to": "l", "opts": {"keepalive": 1, "idle": 120}},
+    ]);
+    let env = [("KEEPALIVE_OVERRIDE", "tighten"), ("KEEPIDLE", "60")];
+    let holder = mapped_holder(&dir, &spec, &env);
+    let output = inspect(&["--expect-env", "--json", &holder.pid.to_string()]);
+    assert_eq!(code(&output), 1);
+    let lines = json_lines(&output);
+    assert_eq!(by_fd(&lines, holder.fd("l"))["verdict"], "ok", "20 <= 60");
+    assert_eq!(
+        by_fd(&lines, holder.fd("c-accepted"))["verdict"],
+        "ok",
+        "inherits 20"
+    );
+    assert_eq!(
+        by_fd(&lines, holder.fd("c"))["verdict"],
+        "differs",
+        "120 > 60"
+    );
+
+    // Under override=no the program's own value is reported, not a failure.
+    let env = [("KEEPIDLE", "60")];
+    let holder = mapped_holder(&dir, &spec, &env);
+    let output = inspect(&["--expect-env", "--json", &holder.pid.to_string()]);
+    assert_eq!(code(&output), 0, "{}", stdout(&output));
+    let lines = json_lines(&output);
+    let client = by_fd(&lines, holder.fd("c"));
+    assert_eq!(client["verdict"], "ok");
+    assert_eq!(client["differences"], json!(["idle"]));
+    let text = stdout(&inspect(&["--expect-env", &holder.pid.to_string()]));
+    assert!(
+        text.contains("ok (set by the program: idle 120s not 60s)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn expect_env_ports_filter_uses_remote_port_outgoing_and_local_port_accepted() {
+    require_root();
+    let dir = TempDir::new("ports");
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let on = json!({"keepalive": 1, "idle": 45});
+    let spec = json!([
+        {"kind": "listen", "name": "bus", "host": "127.0.0.1", "port": port, "opts": on},
+        {"kind": "connect", "name": "peer", "to": "bus", "opts": on},
+        {"kind": "listen", "name": "clients", "host": "127.0.0.1"},
+        {"kind": "connect", "name": "client", "to": "clients"},
+    ]);
+    let ports = port.to_string();
+    let env = [("KEEPALIVE_PORTS", ports.as_str()), ("KEEPIDLE", "45")];
+    let holder = mapped_holder(&dir, &spec, &env);
+    let output = inspect(&["--expect-env", "--json", &holder.pid.to_string()]);
+    assert_eq!(code(&output), 0, "{}", stdout(&output));
+    let lines = json_lines(&output);
+    let verdict = |name: &str| {
+        let line = by_fd(&lines, holder.fd(name));
+        (
+            line["role"].as_str().unwrap().to_owned(),
+            line["verdict"].as_str().unwrap().to_owned(),
+        )
+    };
+    let pair = |role: &str, verdict: &str| (role.to_owned(), verdict.to_owned());
+    assert_eq!(verdict("bus"), pair("listening", "ok"));
+    assert_eq!(verdict("peer"), pair("outgoing", "ok"));
+    assert_eq!(verdict("peer-accepted"), pair("accepted", "ok"));
+    assert_eq!(verdict("clients"), pair("listening", "not-targeted"));
+    assert_eq!(verdict("client"), pair("outgoing", "not-targeted"));
+    assert_eq!(verdict("client-accepted"), pair("accepted", "not-targeted"));
+    assert_eq!(by_fd(&lines, holder.fd("client"))["expected"], Value::Null);
+}
+
+#[test]
+fn expect_env_program_list_and_master_switch() {
+    require_root();
+    let spec = json!([
+        {"kind": "listen", "name": "l", "host": "127.0.0.1"},
+        {"kind": "connect", "name": "c", "to": "l"},
+    ]);
+    // Not in KEEPALIVE_PROGRAMS: nothing is targeted and the library need not be mapped.
+    let holder = holder(&spec, &[("KEEPALIVE_PROGRAMS", "redis-server")]);
+    let output = inspect(&["--expect-env", "--json", &holder.pid.to_string()]);
+    assert_eq!(code(&output), 0, "{}", stdout(&output));
+    assert!(
+        json_lines(&output)
+            .iter()
+            .all(|line| line["verdict"] == "not-targeted")
+    );
+    let text = stdout(&inspect(&["--expect-env", &holder.pid.to_string()]));
+    assert!(
+        text.contains("the library does not act in this process"),
+        "{text}"
+    );
+
+    // Named by argv[0]'s base name: targeted, so the missing keepalive and library fail.
+    let holder_named = {
+        let mut command = Command::new(python());
+        command
+            .arg0("python3")
+            .args(["-c", HOLDER, &spec.to_string()]);
+        start_holder(command, &[("KEEPALIVE_PROGRAMS", "python3")])
+    };
+    let output = inspect(&["--expect-env", "--json", &holder_named.pid.to_string()]);
+    assert_eq!(code(&output), 1);
+    assert!(
+        json_lines(&output)
+            .iter()
+            .all(|line| line["verdict"] == "missing")
+    );
+    assert!(
+        stderr(&output).contains("is not mapped"),
+        "{}",
+        stderr(&output)
+    );
+
+    let holder = holder_off(&spec);
+    let output = inspect(&["--expect-env", &holder.pid.to_string()]);
+    assert_eq!(code(&output), 0, "{}", stdout(&output));
+}
+
+fn holder_off(spec: &Value) -> Holder {
+    holder(spec, &[("KEEPALIVE", "off")])
+}
+
+#[test]
+fn expect_env_resolves_auto_with_the_kernel_defaults() {
+    require_root();
+    let dir = TempDir::new("auto");
+    let read = |name: &str| -> u32 {
+        std::fs::read_to_string(format!("/proc/sys/net/ipv4/{name}"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let expected_ms = (30 + read("tcp_keepalive_intvl") * read("tcp_keepalive_probes")) * 1000;
+    let spec = json!([
+        {"kind": "listen", "name": "l", "host": "127.0.0.1",
+         "opts": {"keepalive": 1, "idle": 30, "user_timeout_ms": expected_ms}},
+    ]);
+    let env = [
+        ("KEEPALIVE_OVERRIDE", "yes"),
+        ("KEEPIDLE", "30"),
+        ("KEEPALIVE_USER_TIMEOUT", "auto"),
+    ];
+    let holder = mapped_holder(&dir, &spec, &env);
+    let output = inspect(&["--expect-env", "--json", &holder.pid.to_string()]);
+    assert_eq!(code(&output), 0, "{}", stdout(&output));
+    let line = &json_lines(&output)[0];
+    assert_eq!(line["expected"]["user_timeout_ms"], expected_ms);
+    assert_eq!(line["expected"]["interval"], Value::Null);
+}
+
+#[test]
+fn invalid_values_in_the_process_environment_are_reported() {
+    require_root();
+    let dir = TempDir::new("invalid");
+    let spec =
+        json!([{"kind": "listen", "name": "l", "host": "127.0.0.1", "opts": {"keepalive": 1}}]);
+    let holder = mapped_holder(&dir, &spec, &[("KEEPIDLE", "10abc")]);
+    let output = inspect(&["--expect-env", &holder.pid.to_string()]);
+    assert_eq!(code(&output), 0, "{}", stdout(&output));
+    assert!(
+        stdout(&output)
+            .contains("its environment has KEEPIDLE=\"10abc\" is not a whole number of seconds"),
+        "{}",
+        stdout(&output)
+    );
+}
