@@ -413,6 +413,21 @@ pub fn setenv(args: &[String]) {
     unsafe { std::env::set_var(name, value) };
 }
 
+pub fn at_secure() {
+    // SAFETY: getauxval has no preconditions.
+    let secure = unsafe { libc::getauxval(libc::AT_SECURE) };
+    println!("at_secure={secure}");
+}
+
+pub fn exit(args: &[String]) -> ! {
+    let [code] = args else {
+        usage_error("exit CODE")
+    };
+    use std::io::Write;
+    std::io::stdout().flush().ok();
+    std::process::exit(parse(code))
+}
+
 pub fn watch_die(args: &[String]) {
     let (pair_args, other) = pair_args(args);
     let mut blackhole = None;

@@ -34,6 +34,8 @@ usage: kp-probe COMMAND [ARGS] [+ COMMAND [ARGS]]...
   maps [SUBSTRING]         whether a mapped file's path contains SUBSTRING (keepalive_preload)
   env NAME...              NAME=value or `NAME unset`
   setenv NAME VALUE        change this process's environment (prints nothing)
+  at-secure                `at_secure=N`: getauxval(AT_SECURE), 1 in secure-execution mode
+  exit CODE                exit with status CODE
   watch-die [--v6] [--blackhole CMD] [--timeout S]
                            connect, run CMD ({port} replaced) to blackhole the peer, send, and
                            report how the connection ends
@@ -76,6 +78,8 @@ fn run(name: &str, args: &[String]) {
         "maps" => commands::maps(args),
         "env" => commands::env(args),
         "setenv" => commands::setenv(args),
+        "at-secure" => commands::at_secure(),
+        "exit" => commands::exit(args),
         "watch-die" => commands::watch_die(args),
         "exec" => commands::exec(args),
         "help" | "--help" | "-h" => println!("{USAGE}"),

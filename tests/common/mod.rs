@@ -338,14 +338,15 @@ pub fn free_port() -> u16 {
         .expect("bind an ephemeral port")
 }
 
-/// A scratch directory unique to this test process and `name`, removed when dropped.
+/// A scratch directory of its own (tests run in parallel), removed when dropped.
 pub struct TempDir(pub PathBuf);
 
 impl TempDir {
     pub fn new(name: &str) -> Self {
         let dir = std::env::temp_dir().join(format!(
-            "keepalive-preload-test-{}-{name}",
-            std::process::id()
+            "keepalive-preload-test-{}-{}-{name}",
+            std::process::id(),
+            unique()
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create scratch directory");
