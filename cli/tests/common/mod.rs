@@ -33,7 +33,7 @@ pub fn command() -> Command {
     command
 }
 
-pub fn output(command: &mut Command) -> Output {
+pub fn capture(command: &mut Command) -> Output {
     command.output().expect("cannot start keepalive-preload")
 }
 
@@ -331,7 +331,7 @@ int main(void) {
 
 /// Runs `inspect` with the arguments and returns the output.
 pub fn inspect(args: &[&str]) -> Output {
-    output(command().arg("inspect").args(args))
+    capture(command().arg("inspect").args(args))
 }
 
 /// The JSON Lines of `inspect --json`, each parsed.
