@@ -1,1 +1,252 @@
-fn main() {}
+//! kp-bench: the workloads `scripts/bench` measures, each a tight loop of plain libc calls so
+//! that an `LD_PRELOAD` library sees exactly the calls a C program would make.
+//!
+//! ```text
+//! kp-bench tcp-socket  ITERATIONS         socket(AF_INET, SOCK_STREAM, 0) + close
+//! kp-bench udp-socket  ITERATIONS         socket(AF_INET, SOCK_DGRAM, 0) + close
+//! kp-bench unix-socket ITERATIONS         socket(AF_UNIX, SOCK_STREAM, 0) + close
+//! kp-bench tcp-connect ITERATIONS [PORT]  socket + connect + accept + close + close on
+//!                                         127.0.0.1 (PORT 0 or absent: the kernel picks)
+//! kp-bench spawn       ITERATIONS PROGRAM [ARGS...]
+//!                                         posix_spawn + waitpid; the child gets
+//!                                         LD_PRELOAD=$KP_BENCH_CHILD_PRELOAD when that is set
+//! ```
+//!
+//! Prints one line, `WORKLOAD iterations=N warmup=W ns_per_iteration=X`, on standard output:
+//! W = min(N/10, 1000) untimed iterations run first, so a process runs N + W iterations in
+//! all (what the script divides instruction and syscall differences by).
+
+use std::ffi::{CString, c_char, c_int};
+use std::mem::size_of;
+use std::process::ExitCode;
+use std::ptr;
+use std::time::Instant;
+
+type Loop = Box<dyn FnMut() -> Result<(), String>>;
+
+fn main() -> ExitCode {
+    match run(std::env::args().skip(1).collect()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("kp-bench: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn usage() -> String {
+    "usage: kp-bench {tcp-socket|udp-socket|unix-socket|tcp-connect [PORT]|spawn PROGRAM [ARGS...]} ITERATIONS"
+        .to_owned()
+}
+
+fn run(args: Vec<String>) -> Result<(), String> {
+    let [workload, iterations, rest @ ..] = args.as_slice() else {
+        return Err(usage());
+    };
+    let iterations: u64 = iterations
+        .parse()
+        .map_err(|_| format!("ITERATIONS must be a whole number, not {iterations:?}"))?;
+    let mut body: Loop = match (workload.as_str(), rest) {
+        ("tcp-socket", []) => Box::new(|| socket_close(libc::AF_INET, libc::SOCK_STREAM)),
+        ("udp-socket", []) => Box::new(|| socket_close(libc::AF_INET, libc::SOCK_DGRAM)),
+        ("unix-socket", []) => Box::new(|| socket_close(libc::AF_UNIX, libc::SOCK_STREAM)),
+        ("tcp-connect", []) => tcp_connect(0)?,
+        ("tcp-connect", [port]) => {
+            tcp_connect(port.parse().map_err(|_| format!("bad port {port:?}"))?)?
+        }
+        ("spawn", [program, arguments @ ..]) => spawn(program, arguments)?,
+        _ => return Err(usage()),
+    };
+    let warmup = (iterations / 10).min(1000);
+    for _ in 0..warmup {
+        body()?;
+    }
+    let start = Instant::now();
+    for _ in 0..iterations {
+        body()?;
+    }
+    let elapsed = start.elapsed();
+    let per_iteration = elapsed.as_nanos() as f64 / iterations.max(1) as f64;
+    println!(
+        "{workload} iterations={iterations} warmup={warmup} ns_per_iteration={per_iteration:.1}"
+    );
+    Ok(())
+}
+
+fn last_error(what: &str) -> String {
+    format!("{what}: {}", std::io::Error::last_os_error())
+}
+
+fn check(result: c_int, what: &str) -> Result<c_int, String> {
+    if result < 0 {
+        Err(last_error(what))
+    } else {
+        Ok(result)
+    }
+}
+
+fn close(fd: c_int) -> Result<(), String> {
+    // SAFETY: fd is a descriptor this program opened and owns.
+    check(unsafe { libc::close(fd) }, "close").map(drop)
+}
+
+fn socket_close(domain: c_int, kind: c_int) -> Result<(), String> {
+    // SAFETY: plain socket creation.
+    let fd = check(unsafe { libc::socket(domain, kind, 0) }, "socket")?;
+    close(fd)
+}
+
+fn loopback(port: u16) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be(),
+        },
+        sin_zero: [0; 8],
+    }
+}
+
+fn set_option<T>(
+    fd: c_int,
+    level: c_int,
+    name: c_int,
+    value: &T,
+    what: &str,
+) -> Result<(), String> {
+    // SAFETY: value is a live T and the length says so.
+    let result = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            ptr::from_ref(value).cast(),
+            size_of::<T>() as libc::socklen_t,
+        )
+    };
+    check(result, what).map(drop)
+}
+
+/// A loopback listener, then per iteration: a client socket connects, the listener accepts,
+/// both close. The listener lingers with a zero timeout, which accepted sockets inherit, so
+/// closing the accepted side first resets the connection: no TIME_WAIT piles up, and the
+/// ephemeral ports last for any number of iterations.
+fn tcp_connect(port: u16) -> Result<Loop, String> {
+    // SAFETY: plain socket creation.
+    let listener = check(
+        unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) },
+        "socket",
+    )?;
+    set_option(
+        listener,
+        libc::SOL_SOCKET,
+        libc::SO_REUSEADDR,
+        &1 as &c_int,
+        "SO_REUSEADDR",
+    )?;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    set_option(
+        listener,
+        libc::SOL_SOCKET,
+        libc::SO_LINGER,
+        &linger,
+        "SO_LINGER",
+    )?;
+    let mut address = loopback(port);
+    let mut length = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: address is a sockaddr_in of the length given.
+    let bound = unsafe { libc::bind(listener, ptr::from_ref(&address).cast(), length) };
+    check(bound, "bind")?;
+    // SAFETY: plain listen on our socket.
+    check(unsafe { libc::listen(listener, 128) }, "listen")?;
+    // SAFETY: address/length are writable for a sockaddr_in.
+    let named =
+        unsafe { libc::getsockname(listener, ptr::from_mut(&mut address).cast(), &mut length) };
+    check(named, "getsockname")?;
+    Ok(Box::new(move || {
+        // SAFETY: plain socket creation.
+        let client = check(
+            unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) },
+            "socket",
+        )?;
+        let length = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        // SAFETY: address is the listener's sockaddr_in.
+        let connected = unsafe { libc::connect(client, ptr::from_ref(&address).cast(), length) };
+        check(connected, "connect")?;
+        // SAFETY: null address and length are allowed.
+        let accepted = check(
+            unsafe { libc::accept(listener, ptr::null_mut(), ptr::null_mut()) },
+            "accept",
+        )?;
+        close(accepted)?;
+        close(client)
+    }))
+}
+
+unsafe extern "C" {
+    static environ: *const *const c_char;
+}
+
+/// posix_spawn of PROGRAM with ARGS and this process's environment (plus LD_PRELOAD from
+/// KP_BENCH_CHILD_PRELOAD), then waitpid; the child must exit 0.
+fn spawn(program: &str, arguments: &[String]) -> Result<Loop, String> {
+    let to_c = |text: &str| CString::new(text).map_err(|_| format!("NUL in {text:?}"));
+    let program = to_c(program)?;
+    let mut argv_owned = vec![program.clone()];
+    for argument in arguments {
+        argv_owned.push(to_c(argument)?);
+    }
+    let mut env_owned: Vec<CString> = Vec::new();
+    let preload = std::env::var("KP_BENCH_CHILD_PRELOAD").unwrap_or_default();
+    // SAFETY: environ is the NUL-terminated array of this process's environment strings,
+    // read before any thread exists.
+    unsafe {
+        let mut entry = environ;
+        while !(*entry).is_null() {
+            let text = std::ffi::CStr::from_ptr(*entry);
+            if !text.to_bytes().starts_with(b"LD_PRELOAD=") {
+                env_owned.push(text.to_owned());
+            }
+            entry = entry.add(1);
+        }
+    }
+    if !preload.is_empty() {
+        env_owned.push(to_c(&format!("LD_PRELOAD={preload}"))?);
+    }
+    // The pointers stay valid: moving the vectors into the closure does not move the strings.
+    let mut argv: Vec<*mut c_char> = argv_owned.iter().map(|a| a.as_ptr().cast_mut()).collect();
+    argv.push(ptr::null_mut());
+    let mut envp: Vec<*mut c_char> = env_owned.iter().map(|e| e.as_ptr().cast_mut()).collect();
+    envp.push(ptr::null_mut());
+    Ok(Box::new(move || {
+        let _owners = (&argv_owned, &env_owned);
+        let mut pid: libc::pid_t = 0;
+        // SAFETY: program, argv and envp are NUL-terminated and live across the call.
+        let spawned = unsafe {
+            libc::posix_spawn(
+                &mut pid,
+                program.as_ptr(),
+                ptr::null(),
+                ptr::null(),
+                argv.as_ptr(),
+                envp.as_ptr(),
+            )
+        };
+        if spawned != 0 {
+            return Err(format!(
+                "posix_spawn: {}",
+                std::io::Error::from_raw_os_error(spawned)
+            ));
+        }
+        let mut status: c_int = 0;
+        // SAFETY: pid is our child; status is writable.
+        check(unsafe { libc::waitpid(pid, &mut status, 0) }, "waitpid")?;
+        if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+            return Err(format!("child exited with status {status:#x}"));
+        }
+        Ok(())
+    }))
+}
