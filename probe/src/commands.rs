@@ -305,7 +305,7 @@ pub fn accept_inherited(args: &[String]) {
         sys::set_errno(outcome.errno);
         sys::die("accept");
     }
-    println!("accept errno={}", sys::errno_name(outcome.errno));
+    println!("accept errno={}", outcome.errno_text());
     println!("accepted {}", options(outcome.ret as i32));
 }
 

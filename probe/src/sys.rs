@@ -80,13 +80,20 @@ impl Outcome {
     }
 }
 
+impl Outcome {
+    /// errno's name, or `unchanged` when the call left the sentinel in place.
+    pub fn errno_text(&self) -> String {
+        if self.errno == SENTINEL_ERRNO {
+            "unchanged".to_owned()
+        } else {
+            errno_name(self.errno)
+        }
+    }
+}
+
 impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.errno == SENTINEL_ERRNO {
-            write!(f, "ret={} errno=unchanged", self.ret)
-        } else {
-            write!(f, "ret={} errno={}", self.ret, errno_name(self.errno))
-        }
+        write!(f, "ret={} errno={}", self.ret, self.errno_text())
     }
 }
 

@@ -1,0 +1,72 @@
+//! An accepted socket from a listener the library did not create (made before exec, without
+//! the preload, as systemd socket activation or a supervising parent does) gets the options at
+//! accept/accept4.
+
+mod common;
+
+use common::*;
+
+/// `kp-probe listen-then-exec` runs without the library, makes a listener and execs
+/// `kp-probe accept-inherited` under it.
+fn inherited(listen_flags: &[&str], accept_flags: &[&str], vars: &[(&str, &str)]) -> Output {
+    let library = library();
+    let probe_exe = probe_path();
+    let mut args = vec!["listen-then-exec"];
+    args.extend(listen_flags);
+    args.extend(["--preload", library.to_str().expect("utf-8 path"), "--"]);
+    args.push(probe_exe.to_str().expect("utf-8 path"));
+    args.extend(["accept-inherited", "{fd}", "{port}"]);
+    args.extend(accept_flags);
+    probe(&args).envs(vars).run_ok()
+}
+
+#[test]
+fn accept_configures_a_socket_from_an_inherited_listener() {
+    for (listen, accept) in [
+        (&[][..], &[][..]),
+        (&[], &["--accept4"]),
+        (&["--v6"], &["--v6"]),
+        (&["--v6"], &["--v6", "--accept4"]),
+    ] {
+        let out = inherited(listen, accept, &TIMINGS);
+        assert_eq!(
+            out.line("listener"),
+            untouched(),
+            "the listener predates the library\n{out}"
+        );
+        assert_eq!(out.line("accept"), "errno=unchanged", "{out}");
+        assert_eq!(out.line("accepted"), configured(), "{accept:?}\n{out}");
+    }
+}
+
+#[test]
+fn inherited_listener_with_keepalive_off_is_left_alone() {
+    let mut vars = vec![("KEEPALIVE", "off")];
+    vars.extend(TIMINGS);
+    let out = inherited(&[], &[], &vars);
+    assert_eq!(out.line("accepted"), untouched(), "{out}");
+}
+
+#[test]
+fn accept_on_an_inherited_listener_costs_one_call_per_option() {
+    let scratch = TempDir::new("inherited-strace");
+    let library = library();
+    let probe_exe = probe_path();
+    // strace follows the exec; the parent makes no setsockopt call. The client connecting
+    // from the child is configured at socket() (5 calls), the accepted socket at accept (5).
+    let run = probe(&[
+        "listen-then-exec",
+        "--preload",
+        library.to_str().expect("utf-8 path"),
+        "--",
+        probe_exe.to_str().expect("utf-8 path"),
+        "accept-inherited",
+        "{fd}",
+        "{port}",
+    ])
+    .envs(&TIMINGS);
+    let (out, calls) = strace_setsockopt(&run, &scratch);
+    out.assert_success();
+    assert_eq!(out.line("accepted"), configured(), "{out}");
+    assert_eq!(calls.len(), 10, "{calls:#?}");
+}
