@@ -544,3 +544,39 @@ fn invalid_values_in_the_process_environment_are_reported() {
         stdout(&output)
     );
 }
+
+/// A connect still in progress (SYN-SENT: the listener's accept queue is full, so the SYNs are
+/// dropped) has no peer for getpeername; inspect still shows where it goes and judges its
+/// KEEPALIVE_PORTS role by that remote port.
+#[test]
+fn connecting_sockets_show_their_remote_address() {
+    require_root();
+    const SYN_SENT: &str = r#"
+import json, os, socket as S, sys, time
+l = S.socket(); l.bind(("127.0.0.1", 0)); l.listen(0)
+out = [["l", l.fileno(), l.getsockname()[1]]]
+keep = []
+for i in range(3):
+    c = S.socket(); c.setblocking(False)
+    c.setsockopt(S.SOL_SOCKET, S.SO_KEEPALIVE, 1)
+    try:
+        c.connect(l.getsockname())
+    except BlockingIOError:
+        pass
+    keep.append(c)
+    out.append(["c%d" % i, c.fileno(), 0])
+time.sleep(0.2)
+print(json.dumps({"pid": os.getpid(), "sockets": out}), flush=True)
+sys.stdin.read()
+"#;
+    let mut command = Command::new(python());
+    command.args(["-c", SYN_SENT]);
+    let holder = start_holder(command, &[]);
+    let port = holder.port("l");
+    let output = inspect(&["--json", &holder.pid.to_string()]);
+    let lines = json_lines(&output);
+    let last = by_fd(&lines, holder.fd("c2"));
+    assert_eq!(last["state"], "SYN-SENT", "{lines:#?}");
+    assert_eq!(last["remote"], format!("127.0.0.1:{port}"));
+    assert_eq!(last["role"], "outgoing");
+}

@@ -13,24 +13,16 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_keepalive-preload");
 /// The command with an environment free of the variables, so the tests see only what they set.
 pub fn command() -> Command {
     let mut command = Command::new(BIN);
-    for variable in [
-        "KEEPALIVE",
-        "KEEPIDLE",
-        "KEEPINTVL",
-        "KEEPCNT",
-        "KEEPALIVE_USER_TIMEOUT",
-        "KEEPALIVE_OVERRIDE",
-        "KEEPALIVE_LOG",
-        "KEEPALIVE_STRICT",
-        "KEEPALIVE_PORTS",
-        "KEEPALIVE_NETS",
-        "KEEPALIVE_PROGRAMS",
-        "KEEPALIVE_INHERIT",
-        "LD_PRELOAD",
-    ] {
-        command.env_remove(variable);
-    }
+    without_variables(&mut command);
     command
+}
+
+/// Removes LD_PRELOAD and every variable of the library from a child's environment.
+pub fn without_variables(command: &mut Command) {
+    command.env_remove("LD_PRELOAD");
+    for variable in keepalive_config::VARIABLES {
+        command.env_remove(variable.name);
+    }
 }
 
 pub fn capture(command: &mut Command) -> Output {
@@ -244,20 +236,7 @@ pub fn holder(spec: &Value, env: &[(&str, &str)]) -> Holder {
 }
 
 pub fn start_holder(mut command: Command, env: &[(&str, &str)]) -> Holder {
-    command.env_remove("LD_PRELOAD");
-    for variable in [
-        "KEEPALIVE",
-        "KEEPIDLE",
-        "KEEPINTVL",
-        "KEEPCNT",
-        "KEEPALIVE_USER_TIMEOUT",
-        "KEEPALIVE_OVERRIDE",
-        "KEEPALIVE_PORTS",
-        "KEEPALIVE_NETS",
-        "KEEPALIVE_PROGRAMS",
-    ] {
-        command.env_remove(variable);
-    }
+    without_variables(&mut command);
     command.envs(env.iter().copied());
     command
         .stdin(Stdio::piped())

@@ -1,0 +1,123 @@
+//! End to end: a program started by `run`, read back by `inspect --expect-env` (needs the
+//! library itself, and root for inspect).
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+use serde_json::json;
+
+/// A listener, a connection to it, and the accepted side set to 30/10/3 by the program itself
+/// the way Redis >= 7.0.9 does on its cluster-bus links.
+fn redis_pattern() -> serde_json::Value {
+    json!([
+        {"kind": "listen", "name": "l", "host": "127.0.0.1"},
+        {"kind": "connect", "name": "c", "to": "l",
+         "accepted_opts": {"keepalive": 1, "idle": 30, "interval": 10, "count": 3}},
+        {"kind": "listen", "name": "l6", "host": "::1"},
+    ])
+}
+
+fn run_holder(options: &[&str]) -> Holder {
+    let mut command = Command::new(BIN);
+    command
+        .arg("run")
+        .args(options)
+        .arg("--library")
+        .arg(library())
+        .args(["--", python(), "-c", HOLDER])
+        .arg(redis_pattern().to_string());
+    start_holder(command, &[])
+}
+
+#[test]
+fn override_yes_wins_over_the_program_and_inspect_agrees() {
+    require_root();
+    let holder = run_holder(&[
+        "--idle",
+        "45",
+        "--interval",
+        "9",
+        "--count",
+        "4",
+        "--user-timeout",
+        "auto",
+        "--override",
+        "yes",
+    ]);
+    let output = inspect(&["--expect-env", "--json", &holder.pid.to_string()]);
+    assert_eq!(code(&output), 0, "{}{}", stdout(&output), stderr(&output));
+    let lines = json_lines(&output);
+    assert_eq!(lines.len(), 4);
+    for line in &lines {
+        assert_eq!(line["library"], true);
+        assert_eq!(line["verdict"], "ok", "{line}");
+        assert_eq!(
+            (
+                &line["keepalive"],
+                &line["idle"],
+                &line["interval"],
+                &line["count"],
+                &line["user_timeout_ms"]
+            ),
+            (
+                &json!(true),
+                &json!(45),
+                &json!(9),
+                &json!(4),
+                &json!((45 + 9 * 4) * 1000)
+            ),
+            "{line}"
+        );
+    }
+    let table = stdout(&inspect(&["--expect-env", &holder.pid.to_string()]));
+    assert!(table.contains("override=yes"), "{table}");
+    assert!(
+        table.contains("on idle=45s intvl=9s cnt=4 uto=81000ms"),
+        "{table}"
+    );
+}
+
+#[test]
+fn override_no_lets_the_program_win_and_inspect_reports_it() {
+    require_root();
+    let holder = run_holder(&["--idle", "45", "--interval", "9", "--count", "4"]);
+    let output = inspect(&["--expect-env", "--json", &holder.pid.to_string()]);
+    assert_eq!(code(&output), 0, "{}{}", stdout(&output), stderr(&output));
+    let lines = json_lines(&output);
+    let accepted = by_fd(&lines, holder.fd("c-accepted"));
+    assert_eq!(
+        (&accepted["idle"], &accepted["interval"], &accepted["count"]),
+        (&json!(30), &json!(10), &json!(3))
+    );
+    assert_eq!(accepted["verdict"], "ok");
+    assert_eq!(
+        accepted["differences"],
+        json!(["idle", "interval", "count"])
+    );
+    let client = by_fd(&lines, holder.fd("c"));
+    assert_eq!(
+        (&client["idle"], &client["differences"]),
+        (&json!(45), &json!([]))
+    );
+}
+
+#[test]
+fn a_port_filter_leaves_other_sockets_alone() {
+    require_root();
+    // Port 1: none of the sockets (ephemeral ports) matches it.
+    let holder = run_holder(&["--idle", "45", "--ports", "1"]);
+    let output = inspect(&["--expect-env", "--json", &holder.pid.to_string()]);
+    assert_eq!(code(&output), 0, "{}", stdout(&output));
+    let lines = json_lines(&output);
+    for name in ["l", "c", "l6"] {
+        let line = by_fd(&lines, holder.fd(name));
+        assert_eq!(line["verdict"], "not-targeted", "{line}");
+        assert_eq!(
+            (&line["keepalive"], &line["idle"]),
+            (&json!(false), &json!(7200)),
+            "{line}"
+        );
+    }
+}
