@@ -12,9 +12,9 @@ use crate::{policy, real, sys};
 /// Runs library work beside a real call: errno is left as it was, and a panic in our code is
 /// caught here instead of unwinding into the host program.
 fn quietly<T: Default>(work: impl FnOnce() -> T) -> T {
-    let saved = sys::errno();
+    let errno = sys::SavedErrno::save();
     let outcome = catch_unwind(AssertUnwindSafe(work)).unwrap_or_default();
-    sys::set_errno(saved);
+    errno.restore();
     outcome
 }
 

@@ -25,11 +25,25 @@ impl Write for Line {
     }
 }
 
-/// Writes `message` as one line when `configured` lets `level` through.
-pub fn line(configured: LogLevel, level: LogLevel, message: fmt::Arguments<'_>) {
-    if configured >= level && level != LogLevel::Off {
-        emit(format_args!("{PREFIX}[{}]: {message}", sys::pid()));
-    }
+/// Writes one line when `$configured` lets `$level` through; the message is only formatted
+/// then, so a filtered-out line costs a hook one comparison.
+macro_rules! log_line {
+    ($configured:expr, $level:expr, $($message:tt)+) => {
+        if $crate::log::enabled($configured, $level) {
+            $crate::log::emit_with_pid(format_args!($($message)+));
+        }
+    };
+}
+pub(crate) use log_line;
+
+pub fn enabled(configured: LogLevel, level: LogLevel) -> bool {
+    configured >= level && level != LogLevel::Off
+}
+
+#[cold]
+#[inline(never)]
+pub fn emit_with_pid(message: fmt::Arguments<'_>) {
+    emit(format_args!("{PREFIX}[{}]: {message}", sys::pid()));
 }
 
 /// Writes a line that already carries its own prefix (configuration errors keep the exact

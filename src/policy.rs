@@ -18,7 +18,7 @@ use libc::{sockaddr, socklen_t};
 
 use crate::fdstate::{self, FdState, Verdict};
 use crate::log;
-use crate::runtime::{self, Runtime};
+use crate::runtime::{self, Runtime, Step};
 use crate::sys;
 
 /// The options the library manages, in the order it applies them.
@@ -33,7 +33,7 @@ pub enum SocketOption {
 
 impl SocketOption {
     pub const COUNT: usize = 5;
-    const ALL: [Self; Self::COUNT] = [
+    pub const ALL: [Self; Self::COUNT] = [
         Self::KeepAlive,
         Self::Idle,
         Self::Interval,
@@ -41,7 +41,7 @@ impl SocketOption {
         Self::UserTimeout,
     ];
 
-    fn level_and_name(self) -> (c_int, c_int) {
+    pub fn level_and_name(self) -> (c_int, c_int) {
         match self {
             Self::KeepAlive => (libc::SOL_SOCKET, libc::SO_KEEPALIVE),
             Self::Idle => (libc::IPPROTO_TCP, libc::TCP_KEEPIDLE),
@@ -196,12 +196,10 @@ pub unsafe fn after_accept(
                 // SAFETY: guaranteed by the caller.
                 let peer = unsafe { accepted_peer(address, offered, length) };
                 let event = Event::Accept(peer);
-                log::line(
+                log::log_line!(
                     runtime.log,
                     LogLevel::Debug,
-                    format_args!(
-                        "fd {fd} configured at {event}: inherited from listener fd {listener}"
-                    ),
+                    "fd {fd} configured at {event}: inherited from listener fd {listener}"
                 );
             }
             return;
@@ -293,10 +291,10 @@ fn nets_match(runtime: &Runtime, peer: Option<SocketAddr>) -> bool {
 
 fn skip(runtime: &Runtime, fd: c_int, event: Event, why: &str) {
     fdstate::set(fd, Verdict::Ignored);
-    log::line(
+    log::log_line!(
         runtime.log,
         LogLevel::Debug,
-        format_args!("fd {fd} skipped at {event}: {why}"),
+        "fd {fd} skipped at {event}: {why}"
     );
 }
 
@@ -323,45 +321,66 @@ impl fmt::Display for Event {
 
 /// Applies every configured option, one setsockopt each, and marks the socket managed.
 /// Options the program already set on a pending socket follow KEEPALIVE_OVERRIDE.
+#[inline(always)]
 fn configure(runtime: &Runtime, fd: c_int, state: FdState, event: Event) {
     fdstate::set(fd, Verdict::Managed);
+    let Some(setter) = sys::OptionSetter::resolve() else {
+        return;
+    };
+    if !state.program_set_any() && !log::enabled(runtime.log, LogLevel::Debug) {
+        // The path of nearly every socket, inlined into the hooks: one setsockopt per
+        // configured option, nothing else (a failure would only be logged at debug level).
+        for step in runtime.plan() {
+            let _ = setter.set(fd, step.level, step.name, step.value);
+        }
+    } else {
+        configure_with_care(runtime, fd, state, event, setter);
+    }
+}
+
+/// Configuring a socket the program already set options on, or with debug logging.
+#[inline(never)]
+fn configure_with_care(
+    runtime: &Runtime,
+    fd: c_int,
+    state: FdState,
+    event: Event,
+    setter: sys::OptionSetter,
+) {
     let mut applied = Applied::default();
-    for option in SocketOption::ALL {
-        let Some(configured) = runtime.setting(option) else {
-            continue;
-        };
+    for &Step {
+        option,
+        level,
+        name,
+        value: configured,
+    } in runtime.plan()
+    {
         let value = if !state.program_set(option) {
             configured
         } else {
             match runtime.policy {
                 Override::No => continue,
                 Override::Yes => configured,
-                Override::Tighten => {
-                    let (level, name) = option.level_and_name();
-                    let Some(current) = sys::get_int(fd, level, name) else {
-                        continue;
-                    };
-                    option.tighter(current, configured)
-                }
+                Override::Tighten => match sys::get_int(fd, level, name) {
+                    Some(current) => option.tighter(current, configured),
+                    None => continue,
+                },
             }
         };
-        let (level, name) = option.level_and_name();
-        match sys::set_int(fd, level, name, value) {
+        match setter.set(fd, level, name, value) {
             Ok(()) => applied.values[option as usize] = Some(value),
-            Err(errno) => log::line(
+            Err(errno) => log::log_line!(
                 runtime.log,
                 LogLevel::Debug,
-                format_args!(
-                    "fd {fd}: setting {} to {value} failed with errno {errno}",
-                    option.label()
-                ),
+                "fd {fd}: setting {} to {value} failed with errno {errno}",
+                option.label(),
             ),
         }
     }
-    log::line(
+    log::log_line!(
         runtime.log,
         LogLevel::Debug,
-        format_args!("fd {fd} configured at {event}:{applied}"),
+        "fd {fd} configured at {event}:{applied}"
     );
 }
 
@@ -421,14 +440,12 @@ pub unsafe fn setsockopt_replacement(
     if chosen == asked {
         return None;
     }
-    log::line(
+    log::log_line!(
         runtime.log,
         LogLevel::Debug,
-        format_args!(
-            "fd {fd}: program set {}={asked}, applying {chosen} (KEEPALIVE_OVERRIDE={})",
-            option.label(),
-            runtime.policy.name()
-        ),
+        "fd {fd}: program set {}={asked}, applying {chosen} (KEEPALIVE_OVERRIDE={})",
+        option.label(),
+        runtime.policy.name(),
     );
     Some(chosen)
 }

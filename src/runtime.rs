@@ -19,6 +19,10 @@ pub struct Runtime {
     pub policy: Override,
     /// The value to apply per option (indexed by `SocketOption`); `None` leaves the kernel's.
     pub settings: [Option<c_int>; SocketOption::COUNT],
+    /// The configured options in the order they are applied, so that configuring a socket
+    /// walks only what is set.
+    plan: [Step; SocketOption::COUNT],
+    planned: usize,
     pub ports: Option<PortSet>,
     pub nets: Option<NetSet>,
 }
@@ -28,8 +32,33 @@ impl Runtime {
         self.settings[option as usize]
     }
 
+    pub fn plan(&self) -> &[Step] {
+        &self.plan[..self.planned]
+    }
+
     pub fn filters_by_address(&self) -> bool {
         self.ports.is_some() || self.nets.is_some()
+    }
+}
+
+/// One option to set on every configured socket, with its level and name looked up once.
+#[derive(Clone, Copy)]
+pub struct Step {
+    pub option: SocketOption,
+    pub level: c_int,
+    pub name: c_int,
+    pub value: c_int,
+}
+
+impl Step {
+    fn new(option: SocketOption, value: c_int) -> Self {
+        let (level, name) = option.level_and_name();
+        Self {
+            option,
+            level,
+            name,
+            value,
+        }
     }
 }
 
@@ -84,18 +113,18 @@ fn load() -> Option<Runtime> {
     let argv0 = sys::argv0();
     let program = exe.or(argv0).unwrap_or("?");
     if !config.enabled {
-        log::line(
+        log::log_line!(
             config.log,
             LogLevel::Info,
-            format_args!("KEEPALIVE is off in {program}: doing nothing"),
+            "KEEPALIVE is off in {program}: doing nothing"
         );
         return None;
     }
     if !config.acts_in_program(exe.into_iter().chain(argv0)) {
-        log::line(
+        log::log_line!(
             config.log,
             LogLevel::Info,
-            format_args!("{program} is not in KEEPALIVE_PROGRAMS: doing nothing"),
+            "{program} is not in KEEPALIVE_PROGRAMS: doing nothing"
         );
         return None;
     }
@@ -104,10 +133,11 @@ fn load() -> Option<Runtime> {
     } else {
         KernelDefaults::default()
     };
-    log::line(
+    log::log_line!(
         config.log,
         LogLevel::Info,
-        format_args!("active in {program}: {}", config.summary(kernel)),
+        "active in {program}: {}",
+        config.summary(kernel),
     );
     Some(runtime_from(config, kernel))
 }
@@ -120,10 +150,20 @@ fn runtime_from(config: Config, kernel: KernelDefaults) -> Runtime {
     settings[SocketOption::Interval as usize] = as_int(config.interval);
     settings[SocketOption::Count as usize] = as_int(config.count);
     settings[SocketOption::UserTimeout as usize] = as_int(config.user_timeout_ms(kernel));
+    let mut plan = [Step::new(SocketOption::KeepAlive, 0); SocketOption::COUNT];
+    let mut planned = 0;
+    for option in SocketOption::ALL {
+        if let Some(value) = settings[option as usize] {
+            plan[planned] = Step::new(option, value);
+            planned += 1;
+        }
+    }
     Runtime {
         log: config.log,
         policy: config.override_policy,
         settings,
+        plan,
+        planned,
         ports: config.ports,
         nets: config.nets,
     }
@@ -149,12 +189,10 @@ fn leave_out_of_children(log_level: LogLevel) {
             None => std::env::remove_var("LD_PRELOAD"),
         }
     }
-    log::line(
+    log::log_line!(
         log_level,
         LogLevel::Info,
-        format_args!(
-            "KEEPALIVE_INHERIT=no: LD_PRELOAD for children is now {:?}",
-            remaining.as_deref().unwrap_or("")
-        ),
+        "KEEPALIVE_INHERIT=no: LD_PRELOAD for children is now {:?}",
+        remaining.as_deref().unwrap_or(""),
     );
 }

@@ -10,6 +10,29 @@ use libc::{sockaddr, sockaddr_in, sockaddr_in6, sockaddr_storage, socklen_t};
 
 use crate::real;
 
+/// errno as it was when saved; put back by `restore`, through the one slot lookup.
+pub struct SavedErrno {
+    slot: *mut c_int,
+    value: c_int,
+}
+
+impl SavedErrno {
+    pub fn save() -> Self {
+        // SAFETY: __errno_location always returns this thread's valid errno slot.
+        let slot = unsafe { libc::__errno_location() };
+        // SAFETY: as above.
+        Self {
+            slot,
+            value: unsafe { *slot },
+        }
+    }
+
+    pub fn restore(self) {
+        // SAFETY: the slot is this thread's errno, valid for the thread's life.
+        unsafe { *self.slot = self.value }
+    }
+}
+
 pub fn errno() -> c_int {
     // SAFETY: __errno_location always returns this thread's valid errno slot.
     unsafe { *libc::__errno_location() }
@@ -65,23 +88,32 @@ pub fn get_int(fd: c_int, level: c_int, name: c_int) -> Option<c_int> {
     (result == 0).then_some(value)
 }
 
-/// Sets an int option through the real setsockopt (our own hook must not see our calls).
-/// Returns the errno of a failure.
-pub fn set_int(fd: c_int, level: c_int, name: c_int, value: c_int) -> Result<(), c_int> {
-    let Some(setsockopt) = real::setsockopt() else {
-        return Err(libc::ENOSYS);
-    };
-    // SAFETY: value is a live int and the length says so.
-    let result = unsafe {
-        setsockopt(
-            fd,
-            level,
-            name,
-            (&raw const value).cast(),
-            size_of::<c_int>() as socklen_t,
-        )
-    };
-    if result == 0 { Ok(()) } else { Err(errno()) }
+/// Sets int options through the real setsockopt (our own hook must not see our calls),
+/// resolved once for a whole batch of options.
+#[derive(Clone, Copy)]
+pub struct OptionSetter(
+    unsafe extern "C" fn(c_int, c_int, c_int, *const c_void, socklen_t) -> c_int,
+);
+
+impl OptionSetter {
+    pub fn resolve() -> Option<Self> {
+        real::setsockopt().map(Self)
+    }
+
+    /// Returns the errno of a failure.
+    pub fn set(self, fd: c_int, level: c_int, name: c_int, value: c_int) -> Result<(), c_int> {
+        // SAFETY: value is a live int and the length says so.
+        let result = unsafe {
+            (self.0)(
+                fd,
+                level,
+                name,
+                (&raw const value).cast(),
+                size_of::<c_int>() as socklen_t,
+            )
+        };
+        if result == 0 { Ok(()) } else { Err(errno()) }
+    }
 }
 
 /// True for an AF_INET/AF_INET6 TCP socket (used on sockets the library did not create).
