@@ -41,27 +41,6 @@ fn other_sockets_read_back_the_same_with_and_without_the_library() {
     }
 }
 
-/// The option names of the setsockopt calls strace saw, in order, with their values:
-/// `SO_KEEPALIVE=1`, `TCP_KEEPIDLE=61`, ...
-fn traced_options(calls: &[String]) -> Vec<String> {
-    calls
-        .iter()
-        .map(|line| {
-            // setsockopt(3, SOL_TCP, TCP_KEEPIDLE, [61], 4) = 0
-            let args = line
-                .split_once("setsockopt(")
-                .map(|(_, rest)| rest)
-                .unwrap_or(line);
-            let fields: Vec<&str> = args.split(", ").collect();
-            let value = fields
-                .get(3)
-                .map(|field| field.trim_matches(['[', ']']))
-                .unwrap_or("?");
-            format!("{}={value}", fields.get(2).unwrap_or(&"?"))
-        })
-        .collect()
-}
-
 fn traced(args: &[&str], vars: &[(&str, &str)], preload: bool) -> (Output, Vec<String>) {
     let scratch = TempDir::new("strace");
     let mut run = probe(args).envs(vars);

@@ -369,12 +369,20 @@ impl Drop for TempDir {
 pub fn strace_setsockopt(run: &Run, scratch: &TempDir) -> (Output, Vec<String>) {
     let log = scratch.path(&format!("strace-{}.log", unique()));
     let strace = tool("strace", "strace");
-    let mut traced = Run::new(&strace, &["-f", "-qq", "-e", "trace=setsockopt", "-o"])
-        .arg(&log)
-        .arg(&run.program);
+    let mut traced = Run::new(&strace, &["-f", "-qq", "-e", "trace=setsockopt", "-o"]).arg(&log);
+    // strace itself must not run under the library (it would print its own configuration
+    // errors): LD_PRELOAD goes to the traced program only, through -E.
+    for (name, value) in &run.env {
+        if name == "LD_PRELOAD" {
+            let mut setting = OsString::from("LD_PRELOAD=");
+            setting.push(value);
+            traced = traced.arg("-E").arg(setting);
+        } else {
+            traced.env.push((name.clone(), value.clone()));
+        }
+    }
+    traced = traced.arg(&run.program);
     traced.args.extend(run.args.iter().cloned());
-    // strace itself runs under the same environment; it makes no TCP socket.
-    traced.env = run.env.clone();
     let output = traced.run();
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     let calls = text
@@ -383,6 +391,27 @@ pub fn strace_setsockopt(run: &Run, scratch: &TempDir) -> (Output, Vec<String>) 
         .map(str::to_owned)
         .collect();
     (output, calls)
+}
+
+/// The option names of the setsockopt calls strace saw, in order, with their values:
+/// `SO_KEEPALIVE=1`, `TCP_KEEPIDLE=61`, ...
+pub fn traced_options(calls: &[String]) -> Vec<String> {
+    calls
+        .iter()
+        .map(|line| {
+            // setsockopt(3, SOL_TCP, TCP_KEEPIDLE, [61], 4) = 0
+            let args = line
+                .split_once("setsockopt(")
+                .map(|(_, rest)| rest)
+                .unwrap_or(line);
+            let fields: Vec<&str> = args.split(", ").collect();
+            let value = fields
+                .get(3)
+                .map(|field| field.trim_matches(['[', ']']))
+                .unwrap_or("?");
+            format!("{}={value}", fields.get(2).unwrap_or(&"?"))
+        })
+        .collect()
 }
 
 fn unique() -> u64 {
