@@ -224,6 +224,18 @@ fn library_missing_message() -> String {
 /// Everything `inspect` reads about one process.
 pub fn read_process(pid: i32) -> Result<Process, Failure> {
     let proc_dir = format!("/proc/{pid}");
+    let status = std::fs::read_to_string(format!("{proc_dir}/status"))
+        .map_err(|error| proc_error(pid, "read its status", &error))?;
+    if let Some(tgid) = status
+        .lines()
+        .find_map(|line| line.strip_prefix("Tgid:"))
+        .map(str::trim)
+        .filter(|tgid| *tgid != pid.to_string())
+    {
+        return Err(Failure::new(format!(
+            "is a thread of process {tgid}; inspect {tgid}"
+        )));
+    }
     let entries = std::fs::read_dir(format!("{proc_dir}/fd"))
         .map_err(|error| proc_error(pid, "list its file descriptors", &error))?;
     let mut socket_fds = Vec::new();

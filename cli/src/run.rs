@@ -12,7 +12,7 @@ use clap::Args;
 use keepalive_config::{
     KEEPALIVE, KEEPALIVE_INHERIT, KEEPALIVE_LOG, KEEPALIVE_NETS, KEEPALIVE_OVERRIDE,
     KEEPALIVE_PORTS, KEEPALIVE_PROGRAMS, KEEPALIVE_STRICT, KEEPALIVE_USER_TIMEOUT, KEEPCNT,
-    KEEPIDLE, KEEPINTVL, PREFIX, parse,
+    KEEPIDLE, KEEPINTVL, PREFIX, parse, preload_list,
 };
 
 use crate::{Failure, variable_help};
@@ -119,7 +119,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
             path.display()
         );
     }
-    let preload = prepend_preload(&library, std::env::var_os("LD_PRELOAD").as_deref());
+    let preload = prepend_preload(&library, std::env::var_os("LD_PRELOAD").as_deref())?;
     let error = Command::new(program)
         .args(&args.command[1..])
         .envs(&variables)
@@ -191,19 +191,22 @@ fn absolute(path: &Path) -> PathBuf {
     std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
-/// `library` first, then the existing entries (space- or colon-separated, as ld.so accepts)
-/// in their order, without another copy of `library`.
-pub fn prepend_preload(library: &Path, existing: Option<&OsStr>) -> OsString {
-    let mut preload = OsString::from(library);
-    let existing = existing.map(OsStrExt::as_bytes).unwrap_or_default();
-    for entry in existing.split(|&byte| byte == b' ' || byte == b':') {
-        if entry.is_empty() || entry == library.as_os_str().as_bytes() {
-            continue;
-        }
-        preload.push(":");
-        preload.push(OsStr::from_bytes(entry));
-    }
-    preload
+/// `library` first, then the existing entries in their order (the library's own rule, shared
+/// with KEEPALIVE_INHERIT=no, in `keepalive_config::preload_list`).
+pub fn prepend_preload(library: &Path, existing: Option<&OsStr>) -> Result<String, Failure> {
+    let library = library.to_str().ok_or_else(|| {
+        Failure::new(format!(
+            "run: the library path {} is not UTF-8",
+            library.display()
+        ))
+    })?;
+    let existing = existing
+        .map(|list| {
+            list.to_str()
+                .ok_or_else(|| Failure::new("run: LD_PRELOAD is not UTF-8"))
+        })
+        .transpose()?;
+    Ok(preload_list::with_first(existing, library))
 }
 
 /// The file `program` names, searched in PATH like execvp does when it has no slash.
@@ -261,7 +264,7 @@ mod tests {
     fn preload_prepends_and_keeps_order_without_duplicate() {
         let library = Path::new("/opt/kp/libkeepalive_preload.so");
         assert_eq!(
-            prepend_preload(library, None),
+            prepend_preload(library, None).unwrap(),
             "/opt/kp/libkeepalive_preload.so"
         );
         assert_eq!(
@@ -270,7 +273,8 @@ mod tests {
                 Some(OsStr::new(
                     "/a/liba.so /opt/kp/libkeepalive_preload.so:/b/libb.so "
                 ))
-            ),
+            )
+            .unwrap(),
             "/opt/kp/libkeepalive_preload.so:/a/liba.so:/b/libb.so"
         );
     }

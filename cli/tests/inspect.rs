@@ -227,6 +227,22 @@ fn errors_exit_2_with_a_clear_message() {
         stderr(&output)
     );
 
+    // A thread id: this test runs on one of the test harness's threads.
+    let pid = std::process::id();
+    let thread = std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .find(|tid| *tid != pid.to_string());
+    if let Some(thread) = thread {
+        let output = inspect(&[&thread]);
+        assert_eq!(code(&output), 2);
+        assert!(
+            stderr(&output).contains(&format!("pid {thread}: is a thread of process {pid}")),
+            "{}",
+            stderr(&output)
+        );
+    }
+
     // Without the rights of ptrace: an unprivileged user inspecting a root process.
     let holder = holder(&all_on(), &[]);
     let output = Command::new("setpriv")
