@@ -1,0 +1,94 @@
+//! A second shared library whose constructor calls socket() before ours has run (it comes
+//! first in LD_PRELOAD): the socket is still configured, through the lazy initialisation from
+//! the first hook. The fixture is compiled with gcc at test time.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::*;
+
+fn early_library(scratch: &TempDir) -> PathBuf {
+    let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/early_socket.c");
+    let output = scratch.path("libearly_socket.so");
+    let status = Command::new(tool("gcc", "gcc"))
+        .args(["-shared", "-fPIC", "-O1", "-o"])
+        .arg(&output)
+        .arg(&source)
+        .status()
+        .expect("run gcc");
+    assert!(status.success(), "gcc failed on {}", source.display());
+    output
+}
+
+fn preload_list(first: &PathBuf, second: &PathBuf) -> String {
+    format!("{}:{}", first.display(), second.display())
+}
+
+/// glibc runs the constructors of LD_PRELOAD entries last to first: with `ours:early` the
+/// fixture's constructor runs before ours.
+#[test]
+fn a_socket_made_in_an_earlier_constructor_is_configured() {
+    let scratch = TempDir::new("early");
+    let early = early_library(&scratch);
+    let ours = library();
+    for (order, list) in [
+        ("early's constructor first", preload_list(&ours, &early)),
+        ("our constructor first", preload_list(&early, &ours)),
+    ] {
+        let out = probe(&["report", "tcp4"])
+            .env("LD_PRELOAD", &list)
+            .envs(&TIMINGS)
+            .run_ok();
+        assert_eq!(out.line("early"), configured(), "{order}\n{out}");
+        assert_eq!(out.line("tcp4"), configured(), "{order}\n{out}");
+    }
+}
+
+#[test]
+fn the_early_constructor_really_runs_before_ours() {
+    let scratch = TempDir::new("early-order");
+    let early = early_library(&scratch);
+    let out = probe(&["report", "tcp4"])
+        .env("LD_PRELOAD", preload_list(&library(), &early))
+        .env("EARLY_TRACE", "1")
+        .env("KEEPALIVE_LOG", "info")
+        .envs(&TIMINGS)
+        .run();
+    out.assert_success();
+    let first = out.stderr.lines().next().unwrap_or_default();
+    assert_eq!(
+        first, "early constructor: calling socket()",
+        "the library spoke before the fixture's constructor: the lazy path is not exercised\n{out}"
+    );
+    assert!(
+        !out.library_lines().is_empty(),
+        "KEEPALIVE_LOG=info printed nothing\n{out}"
+    );
+    assert_eq!(out.line("early"), configured(), "{out}");
+}
+
+#[test]
+fn the_fixture_alone_sees_kernel_defaults() {
+    let scratch = TempDir::new("early-alone");
+    let early = early_library(&scratch);
+    let out = probe(&["report", "tcp4"])
+        .env("LD_PRELOAD", &early)
+        .envs(&TIMINGS)
+        .run_ok();
+    assert_eq!(out.line("early"), untouched(), "{out}");
+}
+
+#[test]
+fn strict_mode_still_applies_when_a_constructor_comes_first() {
+    let scratch = TempDir::new("early-strict");
+    let early = early_library(&scratch);
+    let out = probe(&["mark", "+", "report", "tcp4"])
+        .env("LD_PRELOAD", preload_list(&library(), &early))
+        .env("KEEPALIVE_STRICT", "yes")
+        .env("KEEPIDLE", "1e3")
+        .run();
+    assert_eq!(out.code, Some(2), "{out}");
+    assert!(!out.stdout.contains("kp-probe main"), "{out}");
+}
