@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
@@ -22,7 +22,7 @@ fn early_library(scratch: &TempDir) -> PathBuf {
     output
 }
 
-fn preload_list(first: &PathBuf, second: &PathBuf) -> String {
+fn preload_list(first: &Path, second: &Path) -> String {
     format!("{}:{}", first.display(), second.display())
 }
 
