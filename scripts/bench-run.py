@@ -1,0 +1,724 @@
+#!/usr/bin/env python3
+"""The runner behind scripts/bench: measures the kp-bench workloads, /bin/true and a real
+redis-server four ways (no preload, libkeepalive0, ours, ours with KEEPALIVE_USER_TIMEOUT) and
+writes a Markdown table with PASS/FAIL against the targets of issue 6.
+
+Timing rows are interleaved rounds (A B C D A B C D ...) reported as the median of per-round
+ratios with min and max, so machine drift cancels. Instruction and syscall rows are differences
+between two loop sizes divided by the difference in iterations, so start-up cancels.
+
+Exit status: 0 when every row produced a number and every syscall count is exact; 1 otherwise.
+Timing targets print PASS/FAIL but never change the exit status.
+"""
+
+import argparse
+import datetime
+import os
+import platform
+import random
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+IDLE, INTERVAL, COUNT, USER_TIMEOUT = "60", "10", "5", "30000"
+OPTIONS = {"KEEPIDLE": IDLE, "KEEPINTVL": INTERVAL, "KEEPCNT": COUNT}
+VARIANTS = ["none", "libkeepalive", "ours", "ours_ut"]
+HEADINGS = {
+    "none": "no preload",
+    "libkeepalive": "libkeepalive0",
+    "ours": "ours",
+    "ours_ut": "ours + USER_TIMEOUT",
+}
+# setsockopt calls per configured socket: SO_KEEPALIVE plus one per option set.
+OPTIONS_SET = {"libkeepalive": 1 + 3, "ours": 1 + 3, "ours_ut": 1 + 4}
+
+FULL = {
+    "rounds": 7,
+    "socket_iterations": 40000,
+    "connect_iterations": 8000,
+    "callgrind_socket": (2000, 12000),
+    "callgrind_connect": (300, 1800),
+    "strace": (100, 600),
+    "spawn_iterations": 300,
+    "rss_samples": 5,
+    "redis_rounds": 5,
+    "redis_requests": 100000,
+    "redis_requests_k0": 20000,
+}
+SMOKE = {
+    "rounds": 2,
+    "socket_iterations": 2000,
+    "connect_iterations": 300,
+    "callgrind_socket": (100, 600),
+    "callgrind_connect": (50, 250),
+    "strace": (100, 600),
+    "spawn_iterations": 20,
+    "rss_samples": 1,
+    "redis_rounds": 1,
+    "redis_requests": 2000,
+    "redis_requests_k0": 500,
+}
+
+
+def log(message):
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+def effective(iterations):
+    """kp-bench runs min(N/10, 1000) warm-up iterations before the N timed ones."""
+    return iterations + min(iterations // 10, 1000)
+
+
+def fmt_ratio(values):
+    if not values:
+        return None
+    return f"{statistics.median(values):.3f} ({min(values):.3f}–{max(values):.3f})"
+
+
+class Row:
+    def __init__(self, number, name, cells, target="", verdict=None, exact=False):
+        self.number = number
+        self.name = name
+        self.cells = cells  # variant -> text or None (None: measurement failed)
+        self.target = target
+        self.verdict = verdict  # "PASS", "FAIL" or None (informational)
+        self.exact = exact  # a FAIL here fails the run
+
+    def produced(self):
+        return all(value is not None for value in self.cells.values())
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.sizes = SMOKE if args.smoke else FULL
+        if args.rounds:
+            self.sizes = dict(self.sizes, rounds=args.rounds, redis_rounds=args.rounds)
+        self.library = os.path.abspath(args.library)
+        self.workload = os.path.abspath(args.workload)
+        self.libkeepalive = find_libkeepalive()
+        self.rows = []
+        self.tmp = tempfile.mkdtemp(prefix="kp-bench.")
+        self.children = []
+
+    # ---- environments -------------------------------------------------------------------
+
+    def preload(self, variant):
+        return {
+            "none": None,
+            "libkeepalive": self.libkeepalive,
+            "ours": self.library,
+            "ours_ut": self.library,
+        }[variant]
+
+    def settings(self, variant, extra=None):
+        """The minimal environment every measured process gets (no LD_PRELOAD): the same
+        three options for everyone, so libkeepalive's getenv scans a short environment."""
+        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
+        env.update(OPTIONS)
+        if variant == "ours_ut":
+            env["KEEPALIVE_USER_TIMEOUT"] = USER_TIMEOUT
+        env.update(extra or {})
+        return env
+
+    def env(self, variant, extra=None):
+        env = self.settings(variant, extra)
+        library = self.preload(variant)
+        if library:
+            env["LD_PRELOAD"] = library
+        return env
+
+    # ---- running --------------------------------------------------------------------------
+
+    def kp_bench(self, variant, workload, iterations, *rest, extra=None):
+        output = subprocess.run(
+            [self.workload, workload, str(iterations), *map(str, rest)],
+            env=self.env(variant, extra),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=True,
+        ).stdout
+        match = re.search(r"ns_per_iteration=([0-9.]+)", output)
+        if not match:
+            raise RuntimeError(f"no ns_per_iteration in {output!r}")
+        return float(match.group(1))
+
+    def callgrind(self, variant, workload, iterations):
+        out = os.path.join(self.tmp, f"callgrind.{variant}.{workload}.{iterations}")
+        subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                f"--callgrind-out-file={out}",
+                self.workload,
+                workload,
+                str(iterations),
+            ],
+            env=self.env(variant),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=300,
+            check=True,
+        )
+        with open(out) as file:
+            text = file.read()
+        os.unlink(out)
+        match = re.search(r"^(?:summary|totals):\s*(\d+)", text, re.M)
+        if not match:
+            raise RuntimeError(f"no summary in {out}")
+        return int(match.group(1))
+
+    def strace(self, variant, workload, iterations, *rest, extra=None):
+        """Total syscalls the workload process makes (strace -c), LD_PRELOAD given to the
+        traced program only."""
+        out = os.path.join(self.tmp, f"strace.{variant}.{workload}.{iterations}")
+        env = self.settings(variant, extra)
+        command = ["strace", "-c", "-o", out]
+        library = self.preload(variant)
+        if library:
+            command += ["-E", f"LD_PRELOAD={library}"]
+        command += [self.workload, workload, str(iterations), *map(str, rest)]
+        subprocess.run(
+            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=300, check=True
+        )
+        with open(out) as file:
+            text = file.read()
+        os.unlink(out)
+        # "% time  seconds  usecs/call  calls  [errors]  total"
+        for line in text.splitlines():
+            fields = line.split()
+            if fields and fields[-1] == "total" and len(fields) >= 5:
+                return int(fields[3])
+        raise RuntimeError(f"no total in strace output:\n{text}")
+
+    # ---- row 1: socket loops ----------------------------------------------------------------
+
+    def row_loops(self):
+        rounds = self.sizes["rounds"]
+        loops = [
+            ("1a 1b 1c", "socket()+close() loop", "tcp-socket", self.sizes["socket_iterations"]),
+            (
+                "1d 1e 1f",
+                "socket()+connect()+accept()+close() loop, loopback",
+                "tcp-connect",
+                self.sizes["connect_iterations"],
+            ),
+        ]
+        for numbers, name, workload, iterations in loops:
+            first, second, third = numbers.split()
+            log(f"row {first}: {name}, {rounds} rounds of {iterations} iterations")
+            times = {variant: [] for variant in VARIANTS}
+            try:
+                for _ in range(rounds):
+                    for variant in VARIANTS:
+                        times[variant].append(self.kp_bench(variant, workload, iterations))
+            except (subprocess.SubprocessError, RuntimeError) as error:
+                log(f"row {first} failed: {error}")
+                times = {variant: [] for variant in VARIANTS}
+            ratios = {
+                variant: [a / b for a, b in zip(times[variant], times["none"])]
+                for variant in VARIANTS
+            }
+            versus = {
+                variant: [a / b for a, b in zip(times[variant], times["libkeepalive"])]
+                for variant in ("ours", "ours_ut")
+            }
+            median = {
+                variant: (f"{statistics.median(times[variant]):,.0f}" if times[variant] else None)
+                for variant in VARIANTS
+            }
+            self.rows.append(Row(first, f"{name}: ns per iteration, median of rounds", median))
+            cells = {variant: fmt_ratio(ratios[variant]) for variant in VARIANTS[1:]}
+            cells["none"] = "1" if times["none"] else None
+            self.rows.append(
+                Row(second, f"{name}: time ratio to no preload, median (min–max) of {rounds} rounds", cells)
+            )
+            cells = {"none": "", "libkeepalive": "1" if times["libkeepalive"] else None}
+            cells.update({variant: fmt_ratio(versus[variant]) for variant in versus})
+            verdict = None
+            if versus["ours"]:
+                verdict = "PASS" if statistics.median(versus["ours"]) <= 1.00 else "FAIL"
+            self.rows.append(
+                Row(
+                    third,
+                    f"{name}: time ratio to libkeepalive0, median (min–max)",
+                    cells,
+                    "ours ≤ 1.00",
+                    verdict,
+                )
+            )
+
+    # ---- row 2: instructions ----------------------------------------------------------------
+
+    def row_instructions(self):
+        cases = [
+            ("2a", "user-space instructions added per TCP socket (socket()+close())", "tcp-socket",
+             self.sizes["callgrind_socket"], True),
+            ("2b", "user-space instructions added per UDP socket (socket()+close())", "udp-socket",
+             self.sizes["callgrind_socket"], False),
+            ("2c", "user-space instructions added per loopback connection (connect+accept)", "tcp-connect",
+             self.sizes["callgrind_connect"], False),
+        ]
+        for number, name, workload, (small, large), targeted in cases:
+            log(f"row {number}: callgrind {workload} at {small} and {large} iterations")
+            per = {}
+            try:
+                for variant in VARIANTS:
+                    low = self.callgrind(variant, workload, small)
+                    high = self.callgrind(variant, workload, large)
+                    per[variant] = (high - low) / (effective(large) - effective(small))
+            except (subprocess.SubprocessError, RuntimeError, OSError) as error:
+                log(f"row {number} failed: {error}")
+            cells = {}
+            for variant in VARIANTS:
+                if variant not in per or "none" not in per:
+                    cells[variant] = None
+                elif variant == "none":
+                    cells[variant] = f"({per['none']:,.0f} per iteration)"
+                else:
+                    cells[variant] = f"{per[variant] - per['none']:,.0f}"
+            target, verdict = "", None
+            if targeted:
+                target = "ours ≤ libkeepalive0 / 10"
+                if "ours" in per and "libkeepalive" in per:
+                    added_ours = per["ours"] - per["none"]
+                    added_lk = per["libkeepalive"] - per["none"]
+                    verdict = "PASS" if added_ours <= added_lk / 10 else "FAIL"
+            self.rows.append(Row(number, name, cells, target, verdict))
+
+    # ---- row 3: syscalls --------------------------------------------------------------------
+
+    def row_syscalls(self):
+        small, large = self.sizes["strace"]
+        port = free_port()
+        other = port + 1 if port < 65535 else port - 1
+        cases = [
+            ("3a", "TCP socket()+close()", "tcp-socket", (), {}, True),
+            ("3b", "UDP socket()+close()", "udp-socket", (), {}, False),
+            ("3c", "UNIX socket()+close()", "unix-socket", (), {}, False),
+            ("3d", "loopback connection (client socket + accepted socket)", "tcp-connect", (port,), {}, True),
+            ("3e", "loopback connection, port in KEEPALIVE_PORTS", "tcp-connect", (port,),
+             {"KEEPALIVE_PORTS": str(port)}, True),
+            ("3f", "loopback connection, port excluded by KEEPALIVE_PORTS", "tcp-connect", (port,),
+             {"KEEPALIVE_PORTS": str(other)}, False),
+        ]
+        for number, name, workload, rest, extra, configured in cases:
+            log(f"row {number}: strace {workload} {' '.join(f'{k}={v}' for k, v in extra.items())}")
+            per = {}
+            try:
+                for variant in VARIANTS:
+                    low = self.strace(variant, workload, small, *rest, extra=extra)
+                    high = self.strace(variant, workload, large, *rest, extra=extra)
+                    per[variant] = (high - low) / (effective(large) - effective(small))
+            except (subprocess.SubprocessError, RuntimeError, OSError) as error:
+                log(f"row {number} failed: {error}")
+            cells, verdict, expected = {}, "PASS", {}
+            for variant in VARIANTS:
+                if variant not in per or "none" not in per:
+                    cells[variant] = None
+                    verdict = "FAIL"
+                    continue
+                if variant == "none":
+                    cells[variant] = f"({per['none']:g} per iteration)"
+                    continue
+                added = per[variant] - per["none"]
+                cells[variant] = f"{added:g}"
+                if variant in ("ours", "ours_ut"):
+                    expected[variant] = OPTIONS_SET[variant] if configured else 0
+                    if added != expected[variant]:
+                        verdict = "FAIL"
+            target = "ours = {ours}, + USER_TIMEOUT = {ours_ut}".format(
+                ours=OPTIONS_SET["ours"] if configured else 0,
+                ours_ut=OPTIONS_SET["ours_ut"] if configured else 0,
+            )
+            self.rows.append(Row(number, f"syscalls added per {name}", cells, target, verdict, exact=True))
+
+    # ---- row 4: start-up --------------------------------------------------------------------
+
+    def row_startup(self):
+        rounds, iterations = self.sizes["rounds"], self.sizes["spawn_iterations"]
+        log(f"row 4: /bin/true, {rounds} rounds of {iterations} runs")
+        times = {variant: [] for variant in VARIANTS}
+        try:
+            for _ in range(rounds):
+                for variant in VARIANTS:
+                    extra = {"KP_BENCH_CHILD_PRELOAD": self.preload(variant) or ""}
+                    env = self.settings(variant, extra)
+                    output = subprocess.run(
+                        [self.workload, "spawn", str(iterations), "/bin/true"],
+                        env=env, capture_output=True, text=True, timeout=300, check=True,
+                    ).stdout
+                    times[variant].append(float(re.search(r"ns_per_iteration=([0-9.]+)", output).group(1)))
+        except (subprocess.SubprocessError, AttributeError) as error:
+            log(f"row 4 failed: {error}")
+            times = {variant: [] for variant in VARIANTS}
+        cells = {
+            variant: (f"{statistics.median(times[variant]) / 1000:,.0f} µs" if times[variant] else None)
+            for variant in VARIANTS
+        }
+        self.rows.append(Row("4a", "process start-up, /bin/true: wall time per run, median of rounds", cells))
+        cells = {
+            variant: fmt_ratio([a / b for a, b in zip(times[variant], times["none"])])
+            for variant in VARIANTS[1:]
+        }
+        cells["none"] = "1" if times["none"] else None
+        self.rows.append(Row("4b", "process start-up: time ratio to no preload, median (min–max)", cells))
+        versus = {
+            variant: [a / b for a, b in zip(times[variant], times["libkeepalive"])]
+            for variant in ("ours", "ours_ut")
+        }
+        cells = {"none": "", "libkeepalive": "1" if times["libkeepalive"] else None}
+        cells.update({variant: fmt_ratio(versus[variant]) for variant in versus})
+        verdict = None
+        if versus["ours"]:
+            verdict = "PASS" if statistics.median(versus["ours"]) <= 1.10 else "FAIL"
+        self.rows.append(
+            Row("4c", "process start-up: time ratio to libkeepalive0, median (min–max)", cells, "ours ≤ 1.10", verdict)
+        )
+
+        log("row 4d: resident memory of a sleeping /bin/sleep")
+        rss = {variant: [] for variant in VARIANTS}
+        try:
+            for _ in range(self.sizes["rss_samples"]):
+                for variant in VARIANTS:
+                    rss[variant].append(self.resident(variant))
+        except (OSError, RuntimeError) as error:
+            log(f"row 4d failed: {error}")
+            rss = {variant: [] for variant in VARIANTS}
+        cells, verdict = {}, None
+        for variant in VARIANTS:
+            if not rss[variant] or not rss["none"]:
+                cells[variant] = None
+                continue
+            value = statistics.median(r[0] for r in rss[variant])
+            base = statistics.median(r[0] for r in rss["none"])
+            anon = statistics.median(r[1] for r in rss[variant]) - statistics.median(r[1] for r in rss["none"])
+            if variant == "none":
+                cells[variant] = f"({value:,.0f} KiB VmRSS)"
+            else:
+                cells[variant] = f"{value - base:+,.0f} KiB ({anon:+,.0f} anon)"
+                if variant == "ours":
+                    verdict = "PASS" if value - base <= 256 else "FAIL"
+        self.rows.append(
+            Row("4d", "resident memory added (VmRSS of a sleeping /bin/sleep, median)", cells, "ours ≤ 256 KiB", verdict)
+        )
+
+    def resident(self, variant):
+        """VmRSS and RssAnon (KiB) of /bin/sleep once it sleeps."""
+        child = subprocess.Popen(["/bin/sleep", "30"], env=self.env(variant), start_new_session=True)
+        try:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                with open(f"/proc/{child.pid}/status") as file:
+                    status = file.read()
+                state = re.search(r"^State:\s+(\S)", status, re.M).group(1)
+                try:
+                    exe = os.readlink(f"/proc/{child.pid}/exe")
+                except OSError:
+                    exe = ""
+                if state == "S" and exe.endswith("sleep") and "VmRSS" in status:
+                    time.sleep(0.05)
+                    with open(f"/proc/{child.pid}/status") as file:
+                        status = file.read()
+                    rss = int(re.search(r"^VmRSS:\s+(\d+)", status, re.M).group(1))
+                    anon = int(re.search(r"^RssAnon:\s+(\d+)", status, re.M).group(1))
+                    return rss, anon
+                time.sleep(0.01)
+            raise RuntimeError("sleep never went to sleep")
+        finally:
+            child.kill()
+            child.wait()
+
+    # ---- row 5: redis -----------------------------------------------------------------------
+
+    def row_redis(self):
+        rounds = self.sizes["redis_rounds"]
+        requests, requests_k0 = self.sizes["redis_requests"], self.sizes["redis_requests_k0"]
+        log(f"row 5: redis-benchmark, {rounds} rounds, {requests} requests persistent, {requests_k0} with -k 0")
+        keys = [("SET", False), ("GET", False), ("SET", True), ("GET", True)]
+        rps = {variant: {key: [] for key in keys} for variant in VARIANTS}
+        failed = False
+        try:
+            for _ in range(rounds):
+                for variant in VARIANTS:
+                    for key, value in self.redis_once(variant, requests, requests_k0).items():
+                        rps[variant][key].append(value)
+        except (subprocess.SubprocessError, RuntimeError, OSError) as error:
+            log(f"row 5 failed: {error}")
+            failed = True
+        for number, (test, k0) in zip(("5a", "5b", "5c", "5d"), keys):
+            mode = "new connection per request (-k 0)" if k0 else "persistent connections"
+            target_value = 0.97 if k0 else 0.99
+            base = rps["none"][(test, k0)]
+            complete = not failed and base and all(rps[v][(test, k0)] for v in VARIANTS)
+            cells = {}
+            verdict = None
+            for variant in VARIANTS:
+                if not complete:
+                    cells[variant] = None
+                    continue
+                values = rps[variant][(test, k0)]
+                if variant == "none":
+                    cells[variant] = f"({statistics.median(values):,.0f} req/s)"
+                    continue
+                ratios = [a / b for a, b in zip(values, base)]
+                cells[variant] = fmt_ratio(ratios)
+                if variant == "ours":
+                    verdict = "PASS" if statistics.median(ratios) >= target_value else "FAIL"
+            self.rows.append(
+                Row(
+                    number,
+                    f"redis-benchmark {test}, 50 clients, {mode}: requests/s ratio to no preload",
+                    cells,
+                    f"ours ≥ {target_value:.2f}",
+                    verdict,
+                )
+            )
+
+    def redis_once(self, variant, requests, requests_k0):
+        """Starts redis-server under `variant` on a free port, runs redis-benchmark (never
+        preloaded) persistent and with -k 0, stops the server by its PID."""
+        port = free_port(16379, 18379)
+        directory = os.path.join(self.tmp, f"redis-{port}")
+        os.makedirs(directory, exist_ok=True)
+        server = subprocess.Popen(
+            [
+                "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "no", "--protected-mode", "no", "--daemonize", "no",
+                "--dir", directory, "--logfile", os.path.join(directory, "log"),
+            ],
+            env=self.env(variant),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self.children.append(server)
+        plain = self.settings("none")
+        try:
+            deadline = time.monotonic() + 15
+            while True:
+                ping = subprocess.run(
+                    ["redis-cli", "-p", str(port), "ping"], env=plain, capture_output=True, text=True, timeout=10
+                )
+                if ping.stdout.strip() == "PONG":
+                    break
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"redis-server on port {port} did not start")
+                time.sleep(0.05)
+            results = {}
+            for k0, count in ((False, requests), (True, requests_k0)):
+                command = [
+                    "redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-c", "50", "-n", str(count),
+                    "-t", "set,get", "--csv",
+                ]
+                if k0:
+                    command += ["-k", "0"]
+                output = subprocess.run(
+                    command, env=plain, capture_output=True, text=True, timeout=300, check=True
+                ).stdout
+                for line in output.splitlines():
+                    fields = [field.strip('"') for field in line.split(",")]
+                    if len(fields) >= 2 and fields[0] in ("SET", "GET"):
+                        results[(fields[0], k0)] = float(fields[1])
+            if len(results) != 4:
+                raise RuntimeError(f"redis-benchmark gave {results}")
+            return results
+        finally:
+            server.send_signal(signal.SIGTERM)
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+            self.children.remove(server)
+
+    # ---- report -----------------------------------------------------------------------------
+
+    def machine(self):
+        def first(path, pattern):
+            try:
+                with open(path) as file:
+                    match = re.search(pattern, file.read(), re.M)
+                return match.group(1).strip() if match else "?"
+            except OSError:
+                return "?"
+
+        def version(package):
+            result = subprocess.run(
+                ["dpkg-query", "-W", "-f=${Version}", package], capture_output=True, text=True
+            )
+            return result.stdout.strip() or "?"
+
+        def output(command):
+            try:
+                return subprocess.run(command, capture_output=True, text=True).stdout.strip() or "?"
+            except OSError:
+                return "?"
+
+        commit = output(["git", "rev-parse", "--short", "HEAD"])
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "src", "config", "Cargo.toml"]).returncode
+        cpu = first("/proc/cpuinfo", r"^model name\s*:\s*(.*)$")
+        return [
+            ("CPU", f"{cpu}, {os.cpu_count()} CPUs"),
+            ("memory", first("/proc/meminfo", r"^MemTotal:\s*(.*)$")),
+            ("OS", first("/etc/os-release", r'^PRETTY_NAME="?([^"\n]*)')),
+            ("kernel", platform.release()),
+            ("rustc", output(["rustc", "--version"])),
+            ("keepalive-preload", f"{commit}{' (+ uncommitted library changes)' if dirty else ''}, "
+                                  f"{os.path.getsize(self.library):,} bytes"),
+            ("libkeepalive0", f"{version('libkeepalive0')}, {self.libkeepalive}, "
+                              f"{os.path.getsize(os.path.realpath(self.libkeepalive)):,} bytes"),
+            ("redis", version("redis-server")),
+            ("valgrind", version("valgrind")),
+            ("strace", version("strace")),
+        ]
+
+    def markdown(self, started, elapsed, load_before, load_after):
+        lines = [
+            "# Benchmarks",
+            "",
+            f"Written by `{self.args.command}` on {started:%Y-%m-%d %H:%M} UTC in {elapsed:.0f} s; "
+            "regenerate with that command rather than editing this file.",
+            "",
+            "| machine | |",
+            "|---|---|",
+        ]
+        lines += [f"| {key} | {value} |" for key, value in self.machine()]
+        lines += [
+            f"| load average | {load_before} at start, {load_after} at end |",
+            "",
+            f"Every measured process gets the same minimal environment: `PATH`, `LC_ALL=C`, "
+            f"`KEEPIDLE={IDLE} KEEPINTVL={INTERVAL} KEEPCNT={COUNT}`; the fourth column adds "
+            f"`KEEPALIVE_USER_TIMEOUT={USER_TIMEOUT}`. `LD_PRELOAD` is the only difference between columns.",
+            "Targets are judged on the *ours* column; syscall counts on both of ours.",
+            "",
+            "| row | measurement | " + " | ".join(HEADINGS[v] for v in VARIANTS) + " | target | result |",
+            "|---|---|" + "---:|" * len(VARIANTS) + "---|---|",
+        ]
+        for row in self.rows:
+            cells = " | ".join("no number" if row.cells[v] is None else row.cells[v] for v in VARIANTS)
+            lines.append(f"| {row.number} | {row.name} | {cells} | {row.target} | {row.verdict or ''} |")
+        passed = sum(row.verdict == "PASS" for row in self.rows)
+        failed = sum(row.verdict == "FAIL" for row in self.rows)
+        lines += [
+            "",
+            f"Targets: {passed} PASS, {failed} FAIL.",
+            "",
+            "## How each row is measured",
+            "",
+            "- **1** `kp-bench tcp-socket N` / `tcp-connect N` (bench/): plain libc loops timed with "
+            "`CLOCK_MONOTONIC` after a warm-up of min(N/10, 1000) iterations. Rounds run A B C D A B C D …; "
+            "each round gives a ratio to no preload (and to libkeepalive0), the table shows the median and "
+            "the range. The connect loop resets each connection (the listener lingers with timeout 0), so no "
+            "TIME_WAIT piles up.",
+            "- **2** `valgrind --tool=callgrind` total instructions at two loop sizes; the difference divided "
+            "by the difference in iterations cancels start-up. Deterministic.",
+            "- **3** `strace -c` total syscalls at two loop sizes, same difference; `LD_PRELOAD` is handed to "
+            "the traced program only (`strace -E`). A configured socket costs one setsockopt for SO_KEEPALIVE "
+            "plus one per option set; accepted sockets inherit the listener's options in the kernel (0). "
+            "With `KEEPALIVE_PORTS` the decision is taken at connect(), so a socket connecting to an excluded "
+            "port costs nothing. libkeepalive0 has no port filter and acts on every `AF_INET`+`SOCK_STREAM` socket.",
+            "- **4** `kp-bench spawn N /bin/true`: posix_spawn + waitpid, `LD_PRELOAD` given to the child only. "
+            "Memory: `VmRSS` (and `RssAnon`) from /proc/PID/status of a `/bin/sleep 30` once it sleeps.",
+            "- **5** `redis-server` on 127.0.0.1 and a free port, started per variant and round with the "
+            "preload (server only, the client is never preloaded); `redis-benchmark -c 50 -t set,get` "
+            "with a fixed request count, persistent and with `-k 0`.",
+            "",
+        ]
+        return "\n".join(lines)
+
+    def run(self):
+        started = datetime.datetime.now(datetime.timezone.utc)
+        clock = time.monotonic()
+        load_before = loadavg()
+        only = set(self.args.only.split(",")) if self.args.only else None
+        steps = [
+            ("1", self.row_loops),
+            ("2", self.row_instructions),
+            ("3", self.row_syscalls),
+            ("4", self.row_startup),
+            ("5", self.row_redis),
+        ]
+        for key, step in steps:
+            if only is None or key in only:
+                step()
+        elapsed = time.monotonic() - clock
+        text = self.markdown(started, elapsed, load_before, loadavg())
+        print(text)
+        output = self.args.output or (None if self.args.smoke else "BENCHMARKS.md")
+        if output:
+            with open(output, "w") as file:
+                file.write(text)
+            log(f"table written to {output}")
+
+        passed = failed = 0
+        for row in self.rows:
+            problems = []
+            if not row.produced():
+                problems.append("no number")
+            if row.exact and row.verdict == "FAIL":
+                problems.append("syscall count not exact")
+            if problems:
+                failed += 1
+                log(f"FAIL row {row.number} {row.name}: {', '.join(problems)}")
+            else:
+                passed += 1
+        label = "bench smoke" if self.args.smoke else "bench"
+        print(f"{label}: {passed} passed, {failed} failed ({elapsed:.0f} s)")
+        return 1 if failed else 0
+
+
+def loadavg():
+    with open("/proc/loadavg") as file:
+        return " ".join(file.read().split()[:3])
+
+
+def free_port(low=20000, high=30000):
+    for _ in range(100):
+        port = random.randrange(low, high)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port")
+
+
+def find_libkeepalive():
+    listing = subprocess.run(["dpkg", "-L", "libkeepalive0"], capture_output=True, text=True).stdout
+    for line in listing.splitlines():
+        if re.search(r"/libkeepalive\.so(\.\d+)*$", line) and os.path.exists(line):
+            return line
+    raise SystemExit("bench: libkeepalive0 is not installed (dpkg -L libkeepalive0 lists no libkeepalive.so)")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny counts; checks numbers and exact syscalls")
+    parser.add_argument("--library", required=True, help="libkeepalive_preload.so")
+    parser.add_argument("--workload", required=True, help="the kp-bench executable")
+    parser.add_argument("--command", default="scripts/bench", help="the command line shown in the table")
+    parser.add_argument("--output", help="Markdown file (default BENCHMARKS.md; smoke: standard output only)")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 7, smoke 2)")
+    parser.add_argument("--only", help="comma-separated row numbers to run, like 1,3")
+    args = parser.parse_args()
+    bench = Bench(args)
+    try:
+        return bench.run()
+    finally:
+        for child in list(bench.children):
+            child.kill()
+            child.wait()
+        shutil.rmtree(bench.tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
