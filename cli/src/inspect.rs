@@ -14,7 +14,7 @@ use clap::Args;
 use keepalive_config::{Config, ConfigError, KernelDefaults, Override, PREFIX, parse};
 
 use crate::check::kernel_defaults;
-use crate::{EXIT_ERROR, Failure, sys};
+use crate::{EXIT_ERROR, Failure, environ, sys};
 
 #[derive(Args, Debug)]
 pub struct InspectArgs {
@@ -60,6 +60,8 @@ pub struct Process {
     /// The path the library is mapped from, when it is.
     pub library: Option<String>,
     pub sockets: Vec<Socket>,
+    /// /proc/PID/maps as read.
+    pub maps: String,
 }
 
 /// The configuration in a process's environment, with what it implies for the process.
@@ -70,6 +72,8 @@ pub struct Expectation {
     pub kernel: KernelDefaults,
     /// KEEPALIVE is on and KEEPALIVE_PROGRAMS (if set) names this program.
     pub acts: bool,
+    /// Where the variables were read.
+    pub source: String,
 }
 
 /// How the socket came to be, which decides the port a filter looks at.
@@ -309,6 +313,7 @@ pub fn read_process(pid: i32) -> Result<Process, Failure> {
         argv0,
         library,
         sockets,
+        maps,
     })
 }
 
@@ -442,8 +447,30 @@ fn parse_net_address(text: &str) -> Option<SocketAddr> {
 fn read_expectation(pid: i32, process: &Process) -> Result<Expectation, Failure> {
     let environ = std::fs::read(format!("/proc/{pid}/environ"))
         .map_err(|error| proc_error(pid, "read its environment", &error))?;
-    let variables: HashMap<String, OsString> = environ
+    let mut entries: Vec<Vec<u8>> = environ
         .split(|&byte| byte == 0)
+        .filter(|entry| entry.contains(&b'='))
+        .map(<[u8]>::to_vec)
+        .collect();
+    let mut source = format!("/proc/{pid}/environ");
+    if entries.is_empty() {
+        // Blanked by a process-title rewrite (Redis does it), or really empty.
+        match environ::from_memory(pid, &process.maps, process.exe.as_deref()) {
+            Ok(live) => {
+                entries = live;
+                source = format!(
+                    "its live environ (/proc/{pid}/environ is blank: the process rewrote its title)"
+                );
+            }
+            Err(error) => {
+                source = format!(
+                    "/proc/{pid}/environ, which is blank (its live environ is unreadable: {error})"
+                );
+            }
+        }
+    }
+    let variables: HashMap<String, OsString> = entries
+        .iter()
         .filter_map(|entry| {
             let at = entry.iter().position(|&byte| byte == b'=')?;
             let name = std::str::from_utf8(&entry[..at]).ok()?.to_owned();
@@ -451,14 +478,29 @@ fn read_expectation(pid: i32, process: &Process) -> Result<Expectation, Failure>
         })
         .collect();
     let parsed = parse(|name| variables.get(name).cloned());
-    let names = process.exe.iter().chain(&process.argv0).map(String::as_str);
-    let acts = parsed.config.enabled && parsed.config.acts_in_program(names);
+    let acts = parsed.config.enabled && parsed.config.acts_in_program(program_names(process));
     Ok(Expectation {
         config: parsed.config,
         errors: parsed.errors,
         kernel: kernel_defaults(),
         acts,
+        source,
     })
+}
+
+/// What KEEPALIVE_PROGRAMS is matched against: the executable, argv[0], and argv[0]'s first
+/// word (a rewritten title such as `redis-server 127.0.0.1:6379`; names have no spaces).
+fn program_names(process: &Process) -> impl Iterator<Item = &str> {
+    let title = process
+        .argv0
+        .as_deref()
+        .and_then(|argv0| argv0.split_whitespace().next());
+    process
+        .exe
+        .as_deref()
+        .into_iter()
+        .chain(process.argv0.as_deref())
+        .chain(title)
 }
 
 /// Roles, expectations and verdicts for every socket of a process.
@@ -625,11 +667,14 @@ pub fn show_address(address: &SocketAddr) -> String {
     }
 }
 
+/// The name people know the process by: argv[0]'s first word (a rewritten title keeps its
+/// name there), else the executable's, as a base name.
 fn program_name(process: &Process) -> String {
     process
-        .exe
+        .argv0
         .as_deref()
-        .or(process.argv0.as_deref())
+        .and_then(|argv0| argv0.split_whitespace().next())
+        .or(process.exe.as_deref())
         .map(|path| path.rsplit('/').next().unwrap_or(path).to_owned())
         .unwrap_or_else(|| "?".to_owned())
 }
@@ -789,6 +834,7 @@ pub fn table(
             "configuration in its environment: {}",
             expectation.config.summary(expectation.kernel)
         );
+        let _ = writeln!(out, "read from {}", expectation.source);
         for error in &expectation.errors {
             let _ = writeln!(out, "its environment has {}", strip_prefix(error));
         }
@@ -894,6 +940,7 @@ mod tests {
             config: parsed.config,
             errors: Vec::new(),
             kernel: KernelDefaults::default(),
+            source: "test".to_owned(),
         }
     }
 

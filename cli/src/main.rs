@@ -3,6 +3,7 @@
 //! never links the library itself (its exported hooks would interpose this command).
 
 mod check;
+mod environ;
 mod inspect;
 mod run;
 mod sys;

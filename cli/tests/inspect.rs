@@ -596,3 +596,72 @@ sys.stdin.read()
     assert_eq!(last["remote"], format!("127.0.0.1:{port}"));
     assert_eq!(last["role"], "outgoing");
 }
+
+/// Like Redis's setproctitle: copy the environment to the heap, point environ at the copy and
+/// blank the original block, so /proc/PID/environ shows nothing.
+const RETITLED_HOLDER: &str = r#"
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+extern char **environ;
+int main(void) {
+    int n = 0;
+    while (environ[n]) n++;
+    char **copy = malloc((n + 1) * sizeof *copy);
+    char *begin = n ? environ[0] : 0, *end = begin;
+    for (int i = 0; i < n; i++) {
+        copy[i] = strdup(environ[i]);
+        char *after = environ[i] + strlen(environ[i]) + 1;
+        if (after > end) end = after;
+    }
+    copy[n] = 0;
+    if (begin) memset(begin, 0, end - begin);
+    environ = copy;
+    int one = 1, idle = 45;
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t len = sizeof a;
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    setsockopt(l, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+    setsockopt(l, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+    if (bind(l, (struct sockaddr *)&a, sizeof a) || listen(l, 4) || getsockname(l, (struct sockaddr *)&a, &len)) return 3;
+    printf("{\"pid\":%d,\"sockets\":[[\"l\",%d,%d]]}\n", (int)getpid(), l, ntohs(a.sin_port));
+    fflush(stdout);
+    char buf[64];
+    while (read(0, buf, sizeof buf) > 0) {}
+    return 0;
+}
+"#;
+
+#[test]
+fn expect_env_reads_the_live_environ_of_a_process_that_blanked_its_block() {
+    require_root();
+    let dir = TempDir::new("retitled");
+    let program = gcc(&dir, "retitled", RETITLED_HOLDER, &[]);
+    let library = fake_library(&dir);
+    let library = library.to_str().unwrap();
+    let env = [
+        ("KEEPALIVE_OVERRIDE", "yes"),
+        ("KEEPIDLE", "45"),
+        ("LD_PRELOAD", library),
+    ];
+    let holder = start_holder(Command::new(&program), &env);
+    let environ = std::fs::read(format!("/proc/{}/environ", holder.pid)).unwrap();
+    assert!(
+        !environ.contains(&b'='),
+        "the program blanked its environment block"
+    );
+    let output = inspect(&["--expect-env", "--json", &holder.pid.to_string()]);
+    assert_eq!(code(&output), 0, "{}{}", stdout(&output), stderr(&output));
+    let line = &json_lines(&output)[0];
+    assert_eq!(line["expected"]["idle"], 45, "{line}");
+    assert_eq!(line["library"], true);
+    let text = stdout(&inspect(&["--expect-env", &holder.pid.to_string()]));
+    assert!(
+        text.contains("override=yes") && text.contains("its live environ"),
+        "{text}"
+    );
+}

@@ -121,3 +121,125 @@ fn a_port_filter_leaves_other_sockets_alone() {
         );
     }
 }
+
+/// A real redis-server started by `run`, with one client connected (this test): Redis puts
+/// tcp-keepalive 300 (300/100/3) on every client link itself, and rewrites its process title,
+/// blanking /proc/PID/environ.
+struct Redis {
+    child: std::process::Child,
+    pid: i32,
+    port: u16,
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn redis(options: &[&str]) -> Redis {
+    let server = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"]
+        .into_iter()
+        .find(|path| std::path::Path::new(path).is_file())
+        .expect("redis-server is needed (scripts/test installs Debian's redis-server)");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut command = Command::new(BIN);
+    without_variables(&mut command);
+    command
+        .arg("run")
+        .args(options)
+        .arg("--library")
+        .arg(library())
+        .args([
+            "--",
+            server,
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .args([
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+            "--logfile",
+            "",
+        ])
+        .stdout(std::process::Stdio::null());
+    let child = command.spawn().expect("start redis-server");
+    let pid = child.id() as i32;
+    let redis = Redis { child, pid, port };
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return redis;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("redis-server did not listen on {port}");
+}
+
+#[test]
+fn redis_client_links_under_both_policies() {
+    require_root();
+    for (policy, idle, interval, count) in [("yes", 45, 9, 4), ("no", 300, 100, 3)] {
+        let redis = redis(&[
+            "--idle",
+            "45",
+            "--interval",
+            "9",
+            "--count",
+            "4",
+            "--override",
+            policy,
+        ]);
+        let client = std::net::TcpStream::connect(("127.0.0.1", redis.port)).unwrap();
+        let client_port = client.local_addr().unwrap().port();
+        // Redis configures the link right after accept; give it the moment it needs.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let output = inspect(&["--expect-env", "--json", &redis.pid.to_string()]);
+        assert_eq!(
+            code(&output),
+            0,
+            "{policy}: {}{}",
+            stdout(&output),
+            stderr(&output)
+        );
+        let lines = json_lines(&output);
+        let link = lines
+            .iter()
+            .find(|line| line["remote"] == format!("127.0.0.1:{client_port}"))
+            .unwrap_or_else(|| panic!("{policy}: no client link in {lines:#?}"));
+        assert_eq!(link["program"], "redis-server");
+        assert_eq!(link["role"], "accepted");
+        assert_eq!(
+            (
+                &link["keepalive"],
+                &link["idle"],
+                &link["interval"],
+                &link["count"]
+            ),
+            (&json!(true), &json!(idle), &json!(interval), &json!(count)),
+            "{policy}: {link}"
+        );
+        assert_eq!(
+            link["expected"]["idle"], 45,
+            "{policy}: read from the live environ: {link}"
+        );
+        assert_eq!(link["verdict"], "ok");
+        let differences = if policy == "no" {
+            json!(["idle", "interval", "count"])
+        } else {
+            json!([])
+        };
+        assert_eq!(link["differences"], differences, "{policy}");
+        drop(client);
+    }
+}
