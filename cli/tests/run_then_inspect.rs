@@ -19,6 +19,9 @@ fn redis_pattern() -> serde_json::Value {
     ])
 }
 
+/// 45/9/4: none of them a kernel default or Redis's own value.
+const TIMINGS: [&str; 6] = ["--idle", "45", "--interval", "9", "--count", "4"];
+
 fn run_holder(options: &[&str]) -> Holder {
     let mut command = Command::new(BIN);
     command
@@ -34,18 +37,13 @@ fn run_holder(options: &[&str]) -> Holder {
 #[test]
 fn override_yes_wins_over_the_program_and_inspect_agrees() {
     require_root();
-    let holder = run_holder(&[
-        "--idle",
-        "45",
-        "--interval",
-        "9",
-        "--count",
-        "4",
-        "--user-timeout",
-        "auto",
-        "--override",
-        "yes",
-    ]);
+    let holder = run_holder(
+        &[
+            &TIMINGS[..],
+            &["--user-timeout", "auto", "--override", "yes"],
+        ]
+        .concat(),
+    );
     let output = inspect(&["--expect-env", "--json", &holder.pid.to_string()]);
     assert_eq!(code(&output), 0, "{}{}", stdout(&output), stderr(&output));
     let lines = json_lines(&output);
@@ -190,16 +188,7 @@ fn redis(options: &[&str]) -> Redis {
 fn redis_client_links_under_both_policies() {
     require_root();
     for (policy, idle, interval, count) in [("yes", 45, 9, 4), ("no", 300, 100, 3)] {
-        let redis = redis(&[
-            "--idle",
-            "45",
-            "--interval",
-            "9",
-            "--count",
-            "4",
-            "--override",
-            policy,
-        ]);
+        let redis = redis(&[&TIMINGS[..], &["--override", policy]].concat());
         let client = std::net::TcpStream::connect(("127.0.0.1", redis.port)).unwrap();
         let client_port = client.local_addr().unwrap().port();
         // Redis configures the link right after accept; give it the moment it needs.
