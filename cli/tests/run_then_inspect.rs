@@ -80,7 +80,7 @@ fn override_yes_wins_over_the_program_and_inspect_agrees() {
 #[test]
 fn override_no_lets_the_program_win_and_inspect_reports_it() {
     require_root();
-    let holder = run_holder(&["--idle", "45", "--interval", "9", "--count", "4"]);
+    let holder = run_holder(&TIMINGS);
     let output = inspect(&["--expect-env", "--json", &holder.pid.to_string()]);
     assert_eq!(code(&output), 0, "{}{}", stdout(&output), stderr(&output));
     let lines = json_lines(&output);
