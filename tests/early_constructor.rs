@@ -5,21 +5,11 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::*;
 
 fn early_library(scratch: &TempDir) -> PathBuf {
-    let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/early_socket.c");
-    let output = scratch.path("libearly_socket.so");
-    let status = Command::new(tool("gcc", "gcc"))
-        .args(["-shared", "-fPIC", "-O1", "-o"])
-        .arg(&output)
-        .arg(&source)
-        .status()
-        .expect("run gcc");
-    assert!(status.success(), "gcc failed on {}", source.display());
-    output
+    compile_fixture("early_socket.c", "libearly_socket.so", scratch)
 }
 
 fn preload_list(first: &Path, second: &Path) -> String {

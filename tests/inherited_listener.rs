@@ -6,18 +6,10 @@ mod common;
 
 use common::*;
 
-/// `kp-probe listen-then-exec` runs without the library, makes a listener and execs
-/// `kp-probe accept-inherited` under it.
 fn inherited(listen_flags: &[&str], accept_flags: &[&str], vars: &[(&str, &str)]) -> Output {
-    let library = library();
-    let probe_exe = probe_path();
-    let mut args = vec!["listen-then-exec"];
-    args.extend(listen_flags);
-    args.extend(["--preload", library.to_str().expect("utf-8 path"), "--"]);
-    args.push(probe_exe.to_str().expect("utf-8 path"));
-    args.extend(["accept-inherited", "{fd}", "{port}"]);
-    args.extend(accept_flags);
-    probe(&args).envs(vars).run_ok()
+    listen_then_accept(listen_flags, accept_flags)
+        .envs(vars)
+        .run_ok()
 }
 
 #[test]
@@ -50,21 +42,9 @@ fn inherited_listener_with_keepalive_off_is_left_alone() {
 #[test]
 fn accept_on_an_inherited_listener_costs_one_call_per_option() {
     let scratch = TempDir::new("inherited-strace");
-    let library = library();
-    let probe_exe = probe_path();
     // strace follows the exec; the parent makes no setsockopt call. The client connecting
     // from the child is configured at socket() (5 calls), the accepted socket at accept (5).
-    let run = probe(&[
-        "listen-then-exec",
-        "--preload",
-        library.to_str().expect("utf-8 path"),
-        "--",
-        probe_exe.to_str().expect("utf-8 path"),
-        "accept-inherited",
-        "{fd}",
-        "{port}",
-    ])
-    .envs(&TIMINGS);
+    let run = listen_then_accept(&[], &[]).envs(&TIMINGS);
     let (out, calls) = strace_setsockopt(&run, &scratch);
     out.assert_success();
     assert_eq!(out.line("accepted"), configured(), "{out}");

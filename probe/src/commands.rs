@@ -246,10 +246,12 @@ pub fn listen_then_exec(args: &[String]) {
     };
     let mut v6 = false;
     let mut preload = None;
+    let mut port = 0;
     let mut iter = args[..split].iter();
     while let Some(arg) = iter.next() {
         match arg.as_str() {
             "--v6" => v6 = true,
+            "--port" => port = parse(iter.next().map_or("", String::as_str)),
             "--preload" => preload = iter.next().cloned(),
             _ => usage_error(&format!("unexpected argument {arg:?}")),
         }
@@ -261,7 +263,7 @@ pub fn listen_then_exec(args: &[String]) {
     };
     // No SOCK_CLOEXEC: the listener is inherited across exec.
     let fd = check(sys::socket(sys::family(ip), libc::SOCK_STREAM, 0), "socket");
-    check(sys::bind(fd, SocketAddr::new(ip, 0)), "bind");
+    check(sys::bind(fd, SocketAddr::new(ip, port)), "bind");
     check(sys::listen(fd, 16), "listen");
     let port = sys::local_port(fd).to_string();
     let command: Vec<String> = args[split + 1..]

@@ -125,6 +125,7 @@ pub const VARIABLES: [&str; 12] = [
 /// `PATH`).
 pub struct Run {
     program: PathBuf,
+    arg0: Option<OsString>,
     args: Vec<OsString>,
     env: Vec<(OsString, OsString)>,
 }
@@ -138,9 +139,16 @@ impl Run {
     pub fn new(program: impl Into<PathBuf>, args: &[&str]) -> Self {
         Self {
             program: program.into(),
+            arg0: None,
             args: args.iter().map(OsString::from).collect(),
             env: Vec::new(),
         }
+    }
+
+    /// Runs the program with this argv[0] instead of its path.
+    pub fn arg0(mut self, arg0: impl Into<OsString>) -> Self {
+        self.arg0 = Some(arg0.into());
+        self
     }
 
     pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
@@ -181,6 +189,10 @@ impl Run {
     pub fn command(&self) -> Command {
         let mut command = Command::new(&self.program);
         command.args(&self.args).env_clear().stdin(Stdio::null());
+        if let Some(arg0) = &self.arg0 {
+            use std::os::unix::process::CommandExt;
+            command.arg0(arg0);
+        }
         if let Some(path) = std::env::var_os("PATH") {
             command.env("PATH", path);
         }
@@ -364,12 +376,59 @@ impl Drop for TempDir {
     }
 }
 
+/// `kp-probe listen-then-exec LISTEN_FLAGS -- kp-probe accept-inherited {fd} {port}
+/// ACCEPT_FLAGS`: the parent runs without the library and makes a listener; the child it
+/// execs runs under the library, connects to it and accepts.
+pub fn listen_then_accept(listen_flags: &[&str], accept_flags: &[&str]) -> Run {
+    let mut run = probe(&["listen-then-exec"]);
+    for flag in listen_flags {
+        run = run.arg(*flag);
+    }
+    run = run
+        .arg("--preload")
+        .arg(library())
+        .arg("--")
+        .arg(probe_path())
+        .arg("accept-inherited")
+        .arg("{fd}")
+        .arg("{port}");
+    for flag in accept_flags {
+        run = run.arg(*flag);
+    }
+    run
+}
+
+/// Compiles `tests/fixtures/SOURCE` into the shared library `scratch/OUTPUT` with gcc.
+pub fn compile_fixture(source: &str, output: &str, scratch: &TempDir) -> PathBuf {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(source);
+    let output = scratch.path(output);
+    let status = Command::new(tool("gcc", "gcc"))
+        .args(["-shared", "-fPIC", "-O1", "-o"])
+        .arg(&output)
+        .arg(&source)
+        .status()
+        .expect("run gcc");
+    assert!(status.success(), "gcc failed on {}", source.display());
+    output
+}
+
 /// Runs `run` under `strace -f -e trace=setsockopt` and returns its output and the
 /// setsockopt lines strace recorded.
 pub fn strace_setsockopt(run: &Run, scratch: &TempDir) -> (Output, Vec<String>) {
+    strace(run, scratch, "setsockopt")
+}
+
+/// Runs `run` under `strace -f -e trace=TRACE` and returns its output and the lines strace
+/// recorded for those calls (`-f` prefixes each with the pid).
+pub fn strace(run: &Run, scratch: &TempDir, trace: &str) -> (Output, Vec<String>) {
     let log = scratch.path(&format!("strace-{}.log", unique()));
     let strace = tool("strace", "strace");
-    let mut traced = Run::new(&strace, &["-f", "-qq", "-e", "trace=setsockopt", "-o"]).arg(&log);
+    let mut traced = Run::new(&strace, &["-f", "-qq", "-e"])
+        .arg(format!("trace={trace}"))
+        .arg("-o")
+        .arg(&log);
     // strace itself must not run under the library (it would print its own configuration
     // errors): LD_PRELOAD goes to the traced program only, through -E.
     for (name, value) in &run.env {
@@ -387,7 +446,11 @@ pub fn strace_setsockopt(run: &Run, scratch: &TempDir) -> (Output, Vec<String>) 
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     let calls = text
         .lines()
-        .filter(|line| line.contains("setsockopt("))
+        .filter(|line| {
+            trace
+                .split(',')
+                .any(|name| line.contains(&format!("{name}(")))
+        })
         .map(str::to_owned)
         .collect();
     (output, calls)
