@@ -25,7 +25,8 @@ pub struct InspectArgs {
     #[arg(long)]
     json: bool,
     /// Compare each socket with what the library should have done under the configuration in
-    /// the process's own environment (/proc/PID/environ).
+    /// the process's own environment (/proc/PID/environ, or its live environ when a title
+    /// rewrite blanked that).
     #[arg(long)]
     expect_env: bool,
 }
@@ -74,6 +75,8 @@ pub struct Expectation {
     pub acts: bool,
     /// Where the variables were read.
     pub source: String,
+    /// LD_PRELOAD in that environment.
+    pub preload: Option<String>,
 }
 
 /// How the socket came to be, which decides the port a filter looks at.
@@ -164,10 +167,11 @@ pub fn inspect(args: &InspectArgs) -> Result<ExitCode, Failure> {
             }
         };
         let judgements = judge_process(&process, expectation.as_ref());
-        let library_missing = expectation
+        let library_problem = expectation
             .as_ref()
-            .is_some_and(|expectation| expectation.acts && process.library.is_none());
-        let failed = library_missing || judgements.iter().any(|j| j.verdict.fails());
+            .filter(|expectation| expectation.acts && process.library.is_none())
+            .map(library_missing_message);
+        let failed = library_problem.is_some() || judgements.iter().any(|j| j.verdict.fails());
         if failed {
             worst = worst.max(1);
         }
@@ -178,11 +182,8 @@ pub fn inspect(args: &InspectArgs) -> Result<ExitCode, Failure> {
                     strip_prefix(error)
                 );
             }
-            if library_missing {
-                eprintln!(
-                    "{PREFIX}: inspect: pid {pid}: {}",
-                    library_missing_message()
-                );
+            if let Some(problem) = &library_problem {
+                eprintln!("{PREFIX}: inspect: pid {pid}: {problem}");
             }
             json_lines(&process, expectation.as_ref(), &judgements)
         } else {
@@ -194,7 +195,7 @@ pub fn inspect(args: &InspectArgs) -> Result<ExitCode, Failure> {
                 &process,
                 expectation.as_ref(),
                 &judgements,
-                library_missing,
+                library_problem.as_deref(),
             ));
             text
         };
@@ -218,10 +219,21 @@ fn strip_prefix(error: &ConfigError) -> String {
         .unwrap_or(line)
 }
 
-fn library_missing_message() -> String {
+/// Why the library should be there and is not, with the likely cause.
+fn library_missing_message(expectation: &Expectation) -> String {
+    let named = expectation
+        .preload
+        .as_deref()
+        .is_some_and(|preload| preload.contains(LIBRARY_STEM));
+    let cause = if named {
+        "its LD_PRELOAD names the library: a statically linked program, secure-execution mode \
+         (setuid, file capabilities) or a missing file kept the loader from loading it"
+    } else {
+        "its LD_PRELOAD does not name the library (and neither does /etc/ld.so.preload)"
+    };
     format!(
-        "its environment says the library should act, but {LIBRARY_STEM} is not mapped \
-         (statically linked program, LD_PRELOAD not set or ignored, e.g. under setuid)"
+        "the library should act in this process (KEEPALIVE on, not excluded by \
+         KEEPALIVE_PROGRAMS) but {LIBRARY_STEM} is not mapped: {cause}"
     )
 }
 
@@ -485,6 +497,9 @@ fn read_expectation(pid: i32, process: &Process) -> Result<Expectation, Failure>
         kernel: kernel_defaults(),
         acts,
         source,
+        preload: variables
+            .get("LD_PRELOAD")
+            .map(|preload| preload.to_string_lossy().into_owned()),
     })
 }
 
@@ -814,7 +829,7 @@ pub fn table(
     process: &Process,
     expectation: Option<&Expectation>,
     judgements: &[Judgement],
-    library_missing: bool,
+    library_problem: Option<&str>,
 ) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -844,8 +859,8 @@ pub fn table(
                 "the library does not act in this process (KEEPALIVE off or program not in KEEPALIVE_PROGRAMS)"
             );
         }
-        if library_missing {
-            let _ = writeln!(out, "PROBLEM: {}", library_missing_message());
+        if let Some(problem) = library_problem {
+            let _ = writeln!(out, "PROBLEM: {problem}");
         }
     }
     if process.sockets.is_empty() {
@@ -941,6 +956,7 @@ mod tests {
             errors: Vec::new(),
             kernel: KernelDefaults::default(),
             source: "test".to_owned(),
+            preload: None,
         }
     }
 

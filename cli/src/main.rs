@@ -55,7 +55,7 @@ libkeepalive_preload is mapped into the process. The sockets are read through pi
 (Linux >= 5.6), which needs the rights of ptrace over the process (the same user and \
 kernel.yama.ptrace_scope allowing it, or CAP_SYS_PTRACE).\n\n\
 Without --expect-env every TCP socket should have SO_KEEPALIVE on. With --expect-env the \
-process's own environment (/proc/PID/environ) is parsed like the library parses it, and each socket \
+process's own environment (/proc/PID/environ, or its live environ when a process-title rewrite such as Redis's blanked that) is parsed like the library parses it, and each socket \
 is compared with what the library should have done under KEEPALIVE_PORTS, KEEPALIVE_NETS, \
 KEEPALIVE_PROGRAMS and KEEPALIVE_OVERRIDE: yes means exactly the configured values, tighten means \
 no value looser than configured, no means SO_KEEPALIVE on (values the program set itself are \
@@ -82,7 +82,7 @@ struct CheckArgs {}
 /// Help text for one variable, for the option that sets it.
 fn variable_help(variable: Variable) -> String {
     format!(
-        "Sets {}: {}; {} [unset: {}]",
+        "Sets {} ({}); accepts {} [unset: {}]",
         variable.name, variable.meaning, variable.accepted, variable.unset
     )
 }

@@ -284,9 +284,12 @@ fn statically_linked_process_is_read_and_reported_without_the_library() {
             stdout(&file)
         );
     }
+    // Preloaded as a unit would: the loader of a static program never reads LD_PRELOAD.
+    let library = fake_library(&dir);
+    let library = library.to_str().unwrap();
     let mut command = Command::new(&program);
     command.stdin(Stdio::piped());
-    let holder = start_holder(command, &[("KEEPIDLE", "30")]);
+    let holder = start_holder(command, &[("KEEPIDLE", "30"), ("LD_PRELOAD", library)]);
     let output = inspect(&["--json", &holder.pid.to_string()]);
     assert_eq!(
         code(&output),
@@ -317,7 +320,8 @@ fn statically_linked_process_is_read_and_reported_without_the_library() {
     let text = stdout(&output);
     assert!(text.contains("libkeepalive_preload not mapped"), "{text}");
     assert!(
-        text.contains("PROBLEM: its environment says the library should act"),
+        text.contains("PROBLEM: the library should act in this process")
+            && text.contains("its LD_PRELOAD names the library: a statically linked program"),
         "{text}"
     );
     assert!(text.contains("idle=30s"), "{text}");
@@ -501,7 +505,7 @@ fn expect_env_program_list_and_master_switch() {
             .all(|line| line["verdict"] == "missing")
     );
     assert!(
-        stderr(&output).contains("is not mapped"),
+        stderr(&output).contains("is not mapped: its LD_PRELOAD does not name the library"),
         "{}",
         stderr(&output)
     );
