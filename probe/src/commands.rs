@@ -467,7 +467,7 @@ pub fn watch_die(args: &[String]) {
     loop {
         let left = deadline.saturating_sub(start.elapsed());
         if left.is_zero() || !sys::poll_one(pair.client, libc::POLLIN, left.as_millis() as i32) {
-            println!("client alive after={}s", start.elapsed().as_secs());
+            println!("alive after={}s", start.elapsed().as_secs());
             return;
         }
         // SAFETY: buffer is valid for writes of its length.
@@ -475,7 +475,7 @@ pub fn watch_die(args: &[String]) {
         if got <= 0 {
             let errno = if got == 0 { 0 } else { sys::errno() };
             println!(
-                "client ended errno={} after={}ms",
+                "ended errno={} after={}ms",
                 sys::errno_name(errno),
                 start.elapsed().as_millis()
             );

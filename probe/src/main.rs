@@ -36,9 +36,9 @@ usage: kp-probe COMMAND [ARGS] [+ COMMAND [ARGS]]...
   setenv NAME VALUE        change this process's environment (prints nothing)
   at-secure                `at_secure=N`: getauxval(AT_SECURE), 1 in secure-execution mode
   exit CODE                exit with status CODE
-  watch-die [--v6] [--blackhole CMD] [--timeout S]
-                           connect, run CMD ({port} replaced) to blackhole the peer, send, and
-                           report how the connection ends
+  watch-die [pair flags] [--blackhole CMD] [--send yes] [--timeout S]
+                           connect, run CMD ({port} replaced) to blackhole the peer, optionally
+                           send, then `ended errno=.. after=..ms` or `alive after=..s`
   exec CMD ARGS...         replace this process with CMD";
 
 fn main() {
