@@ -60,7 +60,6 @@ pub struct RunArgs {
         value_name = "PROGRAM",
         required = true,
         trailing_var_arg = true,
-        allow_hyphen_values = true,
         num_args = 1..
     )]
     command: Vec<OsString>,

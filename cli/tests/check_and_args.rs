@@ -90,7 +90,7 @@ fn check_rejects_a_single_bad_switch() {
 
 #[test]
 fn bad_arguments_are_clear_errors_with_status_2() {
-    let cases: [(&[&str], &str); 9] = [
+    let cases: [(&[&str], &str); 10] = [
         (&[], "Usage: keepalive-preload <COMMAND>"),
         (&["frobnicate"], "unrecognized subcommand 'frobnicate'"),
         (
@@ -112,6 +112,11 @@ fn bad_arguments_are_clear_errors_with_status_2() {
             "a value is required for '--idle <SECONDS>'",
         ),
         (&["check", "extra"], "unexpected argument 'extra'"),
+        // An unknown option before the program is an error, not the program.
+        (
+            &["run", "--frobnicate", "--", "true"],
+            "unexpected argument '--frobnicate'",
+        ),
     ];
     for (args, message) in cases {
         let output = capture(command().args(args));
