@@ -26,30 +26,30 @@ pub const LIBRARY_VARIABLE: &str = "KEEPALIVE_PRELOAD_LIB";
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    #[arg(long, value_name = "SECONDS", help = variable_help(KEEPIDLE))]
+    #[arg(long, value_name = "SECONDS", allow_hyphen_values = true, help = variable_help(KEEPIDLE))]
     idle: Option<String>,
-    #[arg(long, value_name = "SECONDS", help = variable_help(KEEPINTVL))]
+    #[arg(long, value_name = "SECONDS", allow_hyphen_values = true, help = variable_help(KEEPINTVL))]
     interval: Option<String>,
-    #[arg(long, value_name = "PROBES", help = variable_help(KEEPCNT))]
+    #[arg(long, value_name = "PROBES", allow_hyphen_values = true, help = variable_help(KEEPCNT))]
     count: Option<String>,
-    #[arg(long, value_name = "MS|auto", help = variable_help(KEEPALIVE_USER_TIMEOUT))]
+    #[arg(long, value_name = "MS|auto", allow_hyphen_values = true, help = variable_help(KEEPALIVE_USER_TIMEOUT))]
     user_timeout: Option<String>,
-    #[arg(long = "override", value_name = "no|yes|tighten", help = variable_help(KEEPALIVE_OVERRIDE))]
+    #[arg(long = "override", value_name = "no|yes|tighten", allow_hyphen_values = true, help = variable_help(KEEPALIVE_OVERRIDE))]
     override_policy: Option<String>,
-    #[arg(long, value_name = "LIST", help = variable_help(KEEPALIVE_PORTS))]
+    #[arg(long, value_name = "LIST", allow_hyphen_values = true, help = variable_help(KEEPALIVE_PORTS))]
     ports: Option<String>,
-    #[arg(long, value_name = "CIDRS", help = variable_help(KEEPALIVE_NETS))]
+    #[arg(long, value_name = "CIDRS", allow_hyphen_values = true, help = variable_help(KEEPALIVE_NETS))]
     nets: Option<String>,
-    #[arg(long, value_name = "NAMES", help = variable_help(KEEPALIVE_PROGRAMS))]
+    #[arg(long, value_name = "NAMES", allow_hyphen_values = true, help = variable_help(KEEPALIVE_PROGRAMS))]
     programs: Option<String>,
-    #[arg(long, value_name = "LEVEL", help = variable_help(KEEPALIVE_LOG))]
+    #[arg(long, value_name = "LEVEL", allow_hyphen_values = true, help = variable_help(KEEPALIVE_LOG))]
     log: Option<String>,
     /// Sets KEEPALIVE_STRICT=yes: an invalid variable makes PROGRAM exit with status 2 before main.
     #[arg(long)]
     strict: bool,
-    #[arg(long, value_name = "yes|no", help = variable_help(KEEPALIVE_INHERIT))]
+    #[arg(long, value_name = "yes|no", allow_hyphen_values = true, help = variable_help(KEEPALIVE_INHERIT))]
     inherit: Option<String>,
-    #[arg(long, value_name = "on|off", help = variable_help(KEEPALIVE))]
+    #[arg(long, value_name = "on|off", allow_hyphen_values = true, help = variable_help(KEEPALIVE))]
     keepalive: Option<String>,
     /// The library to preload (default: KEEPALIVE_PRELOAD_LIB, next to this program, then the
     /// install locations).
