@@ -172,3 +172,35 @@ fn values_are_read_once_not_per_socket() {
         "{out}"
     );
 }
+
+#[test]
+fn log_levels() {
+    let args = ["report", "tcp4", "tcp6", "udp4", "unix-stream"];
+    let bare = probe(&args).run_ok();
+    let expected_stdout = bare.stdout.replace(&untouched(), &configured());
+    for (level, lines) in [("off", 0), ("error", 0), ("info", 1)] {
+        let out = probe(&args)
+            .preload()
+            .envs(&TIMINGS)
+            .env("KEEPALIVE_LOG", level)
+            .run();
+        out.assert_success();
+        assert_eq!(out.stdout, expected_stdout, "{out}");
+        assert_eq!(out.library_lines().len(), lines, "{level}\n{out}");
+        assert_eq!(out.stderr.lines().count(), lines, "{level}\n{out}");
+    }
+    // debug: the info line, then one line per TCP socket configured (none for the others).
+    let out = probe(&args)
+        .preload()
+        .envs(&TIMINGS)
+        .env("KEEPALIVE_LOG", "debug")
+        .run();
+    out.assert_success();
+    assert_eq!(out.stdout, expected_stdout, "{out}");
+    let configured_lines = out
+        .library_lines()
+        .iter()
+        .filter(|line| line.contains("configured"))
+        .count();
+    assert_eq!(configured_lines, 2, "{out}");
+}
