@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::io::{Read as _, Write as _};
 use std::process::Command;
 
 use common::*;
@@ -191,8 +192,12 @@ fn redis_client_links_under_both_policies() {
         let redis = redis(&[&TIMINGS[..], &["--override", policy]].concat());
         let client = std::net::TcpStream::connect(("127.0.0.1", redis.port)).unwrap();
         let client_port = client.local_addr().unwrap().port();
-        // Redis configures the link right after accept; give it the moment it needs.
-        std::thread::sleep(std::time::Duration::from_millis(200));
+        // Redis accepts and configures the link in its event loop: a PING answered means done.
+        let mut client = client;
+        client.write_all(b"PING\r\n").unwrap();
+        let mut pong = [0u8; 7];
+        client.read_exact(&mut pong).unwrap();
+        assert_eq!(&pong, b"+PONG\r\n");
         let output = inspect(&["--expect-env", "--json", &redis.pid.to_string()]);
         assert_eq!(
             code(&output),
