@@ -233,6 +233,8 @@ pub fn errno_script() {
     call("accept4-ebadf", || sys::accept4(-1, SOCK_NONBLOCK));
     call("accept-udp", || sys::accept(udp));
 
+    accept_buffers();
+
     for fd in [
         listener,
         client,
@@ -250,4 +252,86 @@ pub fn errno_script() {
         sys::close(fd);
     }
     println!("errno-script done");
+}
+
+/// accept/accept4 with every shape of address buffer the program may pass: none, large,
+/// too short (truncated), zero length, NULL address with a length. Prints the returned length
+/// and the first 32 bytes of the buffer (filled with 0xaa first; the peer's port is masked as
+/// `pppp`, it differs between runs). A library that reads the peer address must leave all of
+/// this exactly as the kernel wrote it.
+fn accept_buffers() {
+    use libc::*;
+    let v4 = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let v6 = IpAddr::V6(Ipv6Addr::LOCALHOST);
+    let any6 = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
+    // (label, address NULL, length NULL, length given)
+    let shapes: [(&str, bool, bool, socklen_t); 6] = [
+        ("null", true, true, 0),
+        ("large", false, false, 128),
+        ("short-4", false, false, 4),
+        ("short-16", false, false, 16),
+        ("zero", false, false, 0),
+        ("null-address-with-length", true, false, 128),
+    ];
+    for (family, listen_ip, connect_ip) in [("v4", v4, v4), ("v6", v6, v6), ("mapped", any6, v4)] {
+        let listener = sys::check(
+            sys::socket(sys::family(listen_ip), SOCK_STREAM, 0),
+            "socket",
+        );
+        sys::check(sys::bind(listener, SocketAddr::new(listen_ip, 0)), "bind");
+        sys::check(sys::listen(listener, 16), "listen");
+        let port = sys::local_port(listener);
+        for (index, (label, null_address, null_length, length)) in shapes.into_iter().enumerate() {
+            let client = sys::check(
+                sys::socket(sys::family(connect_ip), SOCK_STREAM, 0),
+                "socket",
+            );
+            sys::check(
+                sys::connect(client, SocketAddr::new(connect_ip, port)),
+                "connect",
+            );
+            let mut buffer = [0xaau8; 128];
+            let mut returned: socklen_t = length;
+            let address: *mut sockaddr = if null_address {
+                std::ptr::null_mut()
+            } else {
+                buffer.as_mut_ptr().cast()
+            };
+            let length_ptr: *mut socklen_t = if null_length {
+                std::ptr::null_mut()
+            } else {
+                &raw mut returned
+            };
+            let use_accept4 = index % 2 == 1;
+            let outcome = Outcome::of(|| {
+                // SAFETY: address is NULL or 128 writable bytes, at least `length`;
+                // length_ptr is NULL or points to `returned`.
+                i64::from(unsafe {
+                    if use_accept4 {
+                        accept4(listener, address, length_ptr, SOCK_CLOEXEC)
+                    } else {
+                        accept(listener, address, length_ptr)
+                    }
+                })
+            });
+            let bytes: String = buffer[..32]
+                .iter()
+                .enumerate()
+                .map(|(at, byte)| {
+                    if (at == 2 || at == 3) && !null_address && length > 3 {
+                        "pp".to_owned()
+                    } else {
+                        format!("{byte:02x}")
+                    }
+                })
+                .collect();
+            let call = if use_accept4 { "accept4" } else { "accept" };
+            println!("{call}-buffer-{family}-{label} {outcome} len={returned} bytes={bytes}");
+            if outcome.ret >= 0 {
+                sys::close(outcome.ret as i32);
+            }
+            sys::close(client);
+        }
+        sys::close(listener);
+    }
 }
