@@ -669,3 +669,49 @@ fn expect_env_reads_the_live_environ_of_a_process_that_blanked_its_block() {
         "{text}"
     );
 }
+
+/// Runs argv[2..] with pidfd_getfd failing with errno argv[1] (a seccomp filter): ENOSYS as on
+/// Linux < 5.6, EPERM as without the rights of ptrace.
+const FAILING_PIDFD_GETFD: &str = r#"
+import ctypes, os, struct, sys
+libc = ctypes.CDLL(None, use_errno=True)
+SYS_pidfd_getfd, ERRNO = 438, int(sys.argv[1])
+program = b"".join([
+    struct.pack("HBBI", 0x20, 0, 0, 0),                    # A = seccomp_data.nr
+    struct.pack("HBBI", 0x15, 0, 1, SYS_pidfd_getfd),      # if A == pidfd_getfd
+    struct.pack("HBBI", 0x06, 0, 0, 0x00050000 | ERRNO),   #   return ERRNO
+    struct.pack("HBBI", 0x06, 0, 0, 0x7fff0000),           # return ALLOW
+])
+filters = ctypes.create_string_buffer(program)
+class Program(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+fprog = Program(4, ctypes.addressof(filters))
+if libc.prctl(38, 1, 0, 0, 0) or libc.prctl(22, 2, ctypes.byref(fprog), 0, 0):
+    sys.exit("seccomp: errno %d" % ctypes.get_errno())
+os.execv(sys.argv[2], sys.argv[2:])
+"#;
+
+#[test]
+fn pidfd_getfd_failures_are_clear_errors() {
+    require_root();
+    let holder = holder(&all_on(), &[]);
+    for (errno, message) in [
+        ("38", "this kernel has no pidfd_getfd (Linux >= 5.6 needed"),
+        (
+            "1",
+            "not permitted to duplicate its sockets: pidfd_getfd needs the rights of ptrace",
+        ),
+    ] {
+        let output = Command::new(python())
+            .args(["-c", FAILING_PIDFD_GETFD, errno, BIN, "inspect"])
+            .arg(holder.pid.to_string())
+            .output()
+            .unwrap();
+        assert_eq!(code(&output), 2, "{}{}", stdout(&output), stderr(&output));
+        assert!(
+            stderr(&output).contains(&format!("pid {}: {message}", holder.pid)),
+            "{}",
+            stderr(&output)
+        );
+    }
+}
