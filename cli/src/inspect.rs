@@ -1091,6 +1091,23 @@ mod tests {
     }
 
     #[test]
+    fn programs_match_a_rewritten_title() {
+        let process = Process {
+            pid: 1,
+            exe: Some("/usr/bin/redis-check-rdb".to_owned()),
+            argv0: Some("redis-server 127.0.0.1:6379".to_owned()),
+            library: None,
+            sockets: Vec::new(),
+            maps: String::new(),
+        };
+        let listed = expectation(&[("KEEPALIVE_PROGRAMS", "redis-server")]);
+        assert!(listed.config.acts_in_program(program_names(&process)));
+        assert_eq!(program_name(&process), "redis-server");
+        let unlisted = expectation(&[("KEEPALIVE_PROGRAMS", "redis-sentinel")]);
+        assert!(!unlisted.config.acts_in_program(program_names(&process)));
+    }
+
+    #[test]
     fn json_strings_escape() {
         assert_eq!(json_string("a\"b\\c\n\u{1}"), "\"a\\\"b\\\\c\\n\\u0001\"");
     }
