@@ -5,12 +5,11 @@ use std::process::ExitCode;
 use keepalive_config::{KernelDefaults, PREFIX, VARIABLES, parse};
 
 use crate::EXIT_ERROR;
+use crate::inspect::{LIBRARY_STEM, mapped_library};
 
 pub fn check() -> ExitCode {
     let parsed = parse(|name| std::env::var_os(name));
-    for error in &parsed.errors {
-        eprintln!("{error}");
-    }
+    let mut problems: Vec<String> = parsed.errors.iter().map(ToString::to_string).collect();
     let set: Vec<&str> = VARIABLES
         .iter()
         .map(|variable| variable.name)
@@ -23,20 +22,59 @@ pub fn check() -> ExitCode {
         "{PREFIX}: effective configuration: {}",
         parsed.config.summary(kernel_defaults())
     );
-    if parsed.errors.is_empty() {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    let preload = std::env::var("LD_PRELOAD").unwrap_or_default();
+    match preload_check(mapped_library(&maps).as_deref(), &preload) {
+        Ok(line) => println!("{PREFIX}: {line}"),
+        Err(problem) => problems.push(format!("{PREFIX}: {problem}")),
+    }
+    for problem in &problems {
+        eprintln!("{problem}");
+    }
+    if problems.is_empty() {
         ExitCode::SUCCESS
     } else {
+        let count = problems.len();
         eprintln!(
-            "{PREFIX}: check: {} invalid value{}; fix the environment (the library would ignore {})",
-            parsed.errors.len(),
-            if parsed.errors.len() == 1 { "" } else { "s" },
-            if parsed.errors.len() == 1 {
-                "it"
-            } else {
-                "them"
-            },
+            "{PREFIX}: check: {count} problem{}; fix the environment",
+            if count == 1 { "" } else { "s" },
         );
         ExitCode::from(EXIT_ERROR)
+    }
+}
+
+/// Whether the library will really be loaded where these variables apply. `check` runs with the
+/// unit's environment and sandbox, so the loader has just preloaded (or refused) the library
+/// into this very process: a file that is missing, not a shared object for this machine, or on
+/// a path the unit makes non-executable (NoExecPaths=/ExecPaths=) is not mapped here either.
+pub fn preload_check(mapped: Option<&str>, preload: &str) -> Result<String, String> {
+    if let Some(path) = mapped {
+        return Ok(format!(
+            "library {path} is loaded (as it will be in the service)"
+        ));
+    }
+    let named: Vec<&str> = preload
+        .split([':', ' '])
+        .filter(|entry| {
+            entry
+                .rsplit('/')
+                .next()
+                .is_some_and(|name| name.starts_with(LIBRARY_STEM))
+        })
+        .collect();
+    match named.first() {
+        None => Ok(format!(
+            "LD_PRELOAD does not name {LIBRARY_STEM}: these variables act only where the library \
+             is loaded (LD_PRELOAD or /etc/ld.so.preload)"
+        )),
+        Some(entry) if !std::path::Path::new(entry).exists() => Err(format!(
+            "LD_PRELOAD names {entry}, which does not exist: the library would not be loaded"
+        )),
+        Some(entry) => Err(format!(
+            "LD_PRELOAD names {entry}, but the loader did not map it into this process: not a \
+             shared object for this machine, or on a path the unit makes non-executable \
+             (NoExecPaths=, ExecPaths=, a noexec mount)"
+        )),
     }
 }
 

@@ -32,7 +32,7 @@ pub struct InspectArgs {
 }
 
 /// The file name the library is recognised by in /proc/PID/maps.
-const LIBRARY_STEM: &str = "libkeepalive_preload";
+pub const LIBRARY_STEM: &str = "libkeepalive_preload";
 
 const TCP_LISTEN: u8 = 10;
 const TCP_CLOSE: u8 = 7;
@@ -382,13 +382,18 @@ fn read_socket(fd: i32, dup: BorrowedFd<'_>) -> io::Result<Option<Socket>> {
     }))
 }
 
-/// The path of the first mapping whose file name starts with `libkeepalive_preload`.
+/// The path of the first executable mapping whose file name starts with `libkeepalive_preload`.
+/// Only an executable one counts: when ld.so fails to load a preloaded library (e.g. from a
+/// noexec mount) it says "ignored" but leaves its first, read-only mapping behind.
 pub fn mapped_library(maps: &str) -> Option<String> {
     maps.lines().find_map(|line| {
         // address perms offset dev inode pathname (the path may contain spaces)
-        let path = line.splitn(6, char::is_whitespace).nth(5)?.trim_start();
+        let mut fields = line.splitn(6, char::is_whitespace);
+        let executable = fields.nth(1)?.contains('x');
+        let path = fields.nth(3)?.trim_start();
         let name = path.rsplit('/').next()?;
-        (path.starts_with('/') && name.starts_with(LIBRARY_STEM)).then(|| path.to_owned())
+        (executable && path.starts_with('/') && name.starts_with(LIBRARY_STEM))
+            .then(|| path.to_owned())
     })
 }
 
@@ -981,6 +986,11 @@ mod tests {
         );
         assert_eq!(
             mapped_library("7f00-7f01 r-xp 00000000 08:01 42 /usr/lib/libkeepalive.so\n"),
+            None
+        );
+        // What a failed preload (noexec mount) leaves behind is not the library loaded.
+        assert_eq!(
+            mapped_library("7f00-7f01 r--p 00000000 00:27 2   /mnt/libkeepalive_preload.so\n"),
             None
         );
     }

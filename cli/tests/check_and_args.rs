@@ -24,7 +24,9 @@ fn check_accepts_a_valid_environment_and_prints_it() {
         stdout(&output),
         "keepalive-preload: effective configuration: keepalive=on idle=60s interval=10s count=6 \
          user_timeout=auto=120000ms override=yes ports=17000-17999 nets=any programs=redis-server \
-         inherit=yes log=error strict=no\n"
+         inherit=yes log=error strict=no\n\
+         keepalive-preload: LD_PRELOAD does not name libkeepalive_preload: these variables act \
+         only where the library is loaded (LD_PRELOAD or /etc/ld.so.preload)\n"
     );
 }
 
@@ -63,7 +65,10 @@ fn check_rejects_each_invalid_value_with_its_line() {
         lines[1].starts_with("keepalive-preload: KEEPALIVE_PORTS=\"17000-1700\" is not accepted: range \"17000-1700\" is not ascending"),
         "{text}"
     );
-    assert!(lines[2].contains("check: 2 invalid values"), "{text}");
+    assert_eq!(
+        lines[2],
+        "keepalive-preload: check: 2 problems; fix the environment"
+    );
     // The valid part is still shown as the library would apply it.
     assert!(
         stdout(&output).contains("idle=kernel interval=kernel count=6"),
@@ -82,7 +87,71 @@ fn check_rejects_a_single_bad_switch() {
         stderr(&output)
     );
     assert!(
-        stderr(&output).contains("check: 1 invalid value;"),
+        stderr(&output).contains("check: 1 problem;"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+/// `check` runs with the unit's environment and sandbox: the library named by LD_PRELOAD must
+/// really be loaded into it, or the service will run without it.
+#[test]
+fn check_verifies_that_the_preloaded_library_really_loads() {
+    let library = library();
+    let output = capture(command().arg("check").env("LD_PRELOAD", &library));
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains(&format!("library {} is loaded", library.display())),
+        "{}",
+        stdout(&output)
+    );
+
+    let output = capture(
+        command()
+            .arg("check")
+            .env("LD_PRELOAD", "/nonexistent/libkeepalive_preload.so"),
+    );
+    assert_eq!(code(&output), 2);
+    assert!(
+        stderr(&output).contains(
+            "keepalive-preload: LD_PRELOAD names /nonexistent/libkeepalive_preload.so, which does not exist"
+        ),
+        "{}",
+        stderr(&output)
+    );
+
+    let dir = TempDir::new("not-elf");
+    let junk = dir.path("libkeepalive_preload.so");
+    std::fs::write(&junk, "not a shared object\n").unwrap();
+    let output = capture(command().arg("check").env("LD_PRELOAD", &junk));
+    assert_eq!(code(&output), 2);
+    assert!(
+        stderr(&output).contains("but the loader did not map it into this process"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+/// The failure systemd's NoExecPaths= causes, reproduced with a noexec mount in a private
+/// mount namespace: ld.so says "ignored" yet leaves a read-only mapping behind.
+#[test]
+fn check_catches_a_library_on_a_noexec_path() {
+    require_root();
+    let library = library();
+    let dir = TempDir::new("noexec");
+    let script = format!(
+        "mount -t tmpfs -o noexec tmpfs '{dir}' && cp '{library}' '{dir}/' && \
+         LD_PRELOAD='{dir}/libkeepalive_preload.so' exec '{BIN}' check",
+        dir = dir.0.display(),
+        library = library.display(),
+    );
+    let mut command = std::process::Command::new("unshare");
+    without_variables(&mut command);
+    let output = capture(command.args(["--mount", "sh", "-c", &script]));
+    assert_eq!(code(&output), 2, "{}{}", stdout(&output), stderr(&output));
+    assert!(
+        stderr(&output).contains("but the loader did not map it into this process")
+            && stderr(&output).contains("NoExecPaths="),
         "{}",
         stderr(&output)
     );
