@@ -65,12 +65,15 @@ Exit status: 0 when every socket that should carry keepalive does; 1 when one do
         after_long_help = variables_help()
     )]
     Inspect(inspect::InspectArgs),
-    /// Validate the variables in this environment and print the effective configuration.
+    /// Validate the variables in this environment, print the effective configuration, verify the library loads.
     #[command(
         long_about = "Validate the keepalive-preload variables in this command's own environment with the \
-library's parser, print each invalid value on one line and the effective configuration. Exit \
-status 2 when any value is invalid, else 0: meant for ExecStartPre= in a systemd unit that sets \
-the variables with Environment=, so that a typo fails the deployment.",
+library's parser, print each invalid value on one line and the effective configuration, and \
+verify that a libkeepalive_preload named by LD_PRELOAD was really loaded into this process (it \
+was not when the file is missing, is not a shared object for this machine, or sits on a path the \
+sandbox makes non-executable, e.g. NoExecPaths=). Exit status 2 on any problem, else 0: meant \
+for ExecStartPre= in a systemd unit that sets LD_PRELOAD and the variables with Environment=, so \
+that a typo or a library the service would not load fails the deployment.",
         after_long_help = variables_help()
     )]
     Check(CheckArgs),
