@@ -32,6 +32,17 @@ fn accept_configures_a_socket_from_an_inherited_listener() {
 }
 
 #[test]
+fn a_listener_moved_onto_a_reused_descriptor_number_is_still_judged_at_accept() {
+    // The descriptor number first held a socket the library configured (then closed); now it
+    // holds the inherited, unconfigured listener (dup2, or received over SCM_RIGHTS).
+    for accept in [&["--reuse-fd"][..], &["--reuse-fd", "--accept4"]] {
+        let out = inherited(&[], accept, &TIMINGS);
+        assert_eq!(out.line("listener"), untouched(), "{out}");
+        assert_eq!(out.line("accepted"), configured(), "{accept:?}\n{out}");
+    }
+}
+
+#[test]
 fn inherited_listener_with_keepalive_off_is_left_alone() {
     let mut vars = vec![("KEEPALIVE", "off")];
     vars.extend(TIMINGS);

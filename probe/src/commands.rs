@@ -282,12 +282,23 @@ pub fn listen_then_exec(args: &[String]) {
 
 pub fn accept_inherited(args: &[String]) {
     let [fd, port, flags @ ..] = args else {
-        usage_error("accept-inherited FD PORT [--v6] [--accept4]")
+        usage_error("accept-inherited FD PORT [--v6] [--accept4] [--reuse-fd]")
     };
-    let listener: i32 = parse(fd);
+    let mut listener: i32 = parse(fd);
     let port: u16 = parse(port);
     let v6 = flags.iter().any(|flag| flag == "--v6");
     let accept4 = flags.iter().any(|flag| flag == "--accept4");
+    if flags.iter().any(|flag| flag == "--reuse-fd") {
+        // Move the inherited listener onto the number of a socket the library configured and
+        // this program closed: what a program receiving a listener over SCM_RIGHTS or with
+        // dup2 may do. The library must not take it for the socket it configured.
+        let reused = check(sys::socket(libc::AF_INET, libc::SOCK_STREAM, 0), "socket");
+        sys::close(reused);
+        // SAFETY: dup2 on descriptors this program owns.
+        check(unsafe { libc::dup2(listener, reused) }, "dup2");
+        sys::close(listener);
+        listener = reused;
+    }
     let ip = if v6 {
         IpAddr::V6(Ipv6Addr::LOCALHOST)
     } else {

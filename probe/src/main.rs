@@ -25,8 +25,10 @@ usage: kp-probe COMMAND [ARGS] [+ COMMAND [ARGS]]...
                            in the order given, each result, then the read-back
   listen-then-exec [--v6] [--port P] [--preload LIB] -- CMD ARGS...
                            make a listener, then exec CMD with {fd} and {port} replaced
-  accept-inherited FD PORT [--v6] [--accept4]
-                           accept on an inherited listener: listener and accepted read-back
+  accept-inherited FD PORT [--v6] [--accept4] [--reuse-fd]
+                           accept on an inherited listener: listener and accepted read-back;
+                           --reuse-fd first moves it (dup2) onto the number of a closed socket
+                           the library configured
   errno-script             a fixed sequence of calls, `ret=.. errno=..` for each
   threads N M [--kind tcp4|tcp6]
                            N threads x M sockets each, racing; `COUNT OPTIONS` per distinct read-back
