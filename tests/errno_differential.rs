@@ -70,6 +70,21 @@ fn configurations() -> Vec<(&'static str, Vec<(&'static str, &'static str)>)> {
     ]
 }
 
+/// The lines that differ, side by side (and a note when the line counts differ).
+fn differing_lines(without: &str, with: &str) -> String {
+    let mut text: Vec<String> = without
+        .lines()
+        .zip(with.lines())
+        .filter(|(a, b)| a != b)
+        .map(|(a, b)| format!("  without: {a}\n  with:    {b}"))
+        .collect();
+    let (a, b) = (without.lines().count(), with.lines().count());
+    if a != b {
+        text.push(format!("  {a} lines without the library, {b} with it"));
+    }
+    text.join("\n")
+}
+
 #[test]
 fn errno_script_is_identical_under_every_configuration() {
     let bare = probe(&["errno-script"]).run_ok();
@@ -78,18 +93,11 @@ fn errno_script_is_identical_under_every_configuration() {
     for (name, vars) in configurations() {
         let under = probe(&["errno-script"]).preload().envs(&vars).run();
         if under.stdout != bare.stdout || under.code != bare.code {
-            let diff: Vec<String> = bare
-                .stdout
-                .lines()
-                .zip(under.stdout.lines())
-                .filter(|(a, b)| a != b)
-                .map(|(a, b)| format!("  without: {a}\n  with:    {b}"))
-                .collect();
             failures.push(format!(
                 "{name}: exit {:?} vs {:?}\n{}\n{under}",
                 bare.code,
                 under.code,
-                diff.join("\n")
+                differing_lines(&bare.stdout, &under.stdout)
             ));
         }
     }
@@ -106,7 +114,11 @@ fn errno_script_is_identical_under_strace() {
         .env("KEEPALIVE_OVERRIDE", "yes")
         .envs(&TIMINGS);
     let under = strace_setsockopt(&run, &scratch);
-    assert_eq!(under.0.stdout, bare.0.stdout);
+    assert!(
+        under.0.stdout == bare.0.stdout,
+        "{}",
+        differing_lines(&bare.0.stdout, &under.0.stdout)
+    );
     // The program's own setsockopt calls appear once each: the library adds its own calls
     // for the sockets it configures, never a second real call for one of the program's.
     let program_calls = |calls: &[String]| -> Vec<String> {

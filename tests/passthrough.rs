@@ -113,3 +113,20 @@ fn accepted_sockets_inherit_without_extra_calls() {
         assert_eq!(calls.len(), 10, "{args:?}: {calls:?}\n{out}");
     }
 }
+
+#[test]
+fn descriptor_numbers_reused_by_other_sockets_are_passed_through() {
+    // A TCP socket the library configured is closed (or replaced by dup2) and its number
+    // reused by a UNIX socket made without socket(): the program's SO_KEEPALIVE=0 on it must
+    // stay 0 under every policy, as without the library.
+    let bare = probe(&["reused-fds"]).run_ok();
+    assert!(bare.stdout.contains("same-number=true"), "{bare}");
+    for policy in ["no", "yes", "tighten"] {
+        let under = probe(&["reused-fds"])
+            .preload()
+            .envs(&TIMINGS)
+            .env("KEEPALIVE_OVERRIDE", policy)
+            .run_ok();
+        assert_eq!(under.stdout, bare.stdout, "KEEPALIVE_OVERRIDE={policy}");
+    }
+}

@@ -30,6 +30,8 @@ usage: kp-probe COMMAND [ARGS] [+ COMMAND [ARGS]]...
                            --reuse-fd first moves it (dup2) onto the number of a closed socket
                            the library configured
   errno-script             a fixed sequence of calls, `ret=.. errno=..` for each
+  reused-fds               SO_KEEPALIVE=0 on UNIX sockets that took the number of a TCP socket
+                           (socketpair after close, dup2 over it), with the read-back
   threads N M [--kind tcp4|tcp6]
                            N threads x M sockets each, racing; `COUNT OPTIONS` per distinct read-back
   libkeepalive-test        what libkeepalive's test program prints
@@ -75,6 +77,7 @@ fn run(name: &str, args: &[String]) {
         "listen-then-exec" => commands::listen_then_exec(args),
         "accept-inherited" => commands::accept_inherited(args),
         "errno-script" => script::errno_script(),
+        "reused-fds" => script::reused_descriptors(),
         "threads" => commands::threads(args),
         "libkeepalive-test" => commands::libkeepalive_test(),
         "maps" => commands::maps(args),

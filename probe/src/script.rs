@@ -335,3 +335,36 @@ fn accept_buffers() {
         sys::close(listener);
     }
 }
+
+/// Descriptor numbers that held a TCP socket the library configured, then something else made
+/// without socket(): a socketpair, a dup2'd UNIX socket. The program's own SO_KEEPALIVE=0 on
+/// them must stay 0 under every override policy (they are not TCP sockets), as without the
+/// library.
+pub fn reused_descriptors() {
+    use libc::*;
+    let show = |label: &str, fd: i32| {
+        let outcome =
+            Outcome::of(|| i64::from(sys::setsockopt_int(fd, SOL_SOCKET, SO_KEEPALIVE, 0)));
+        let keepalive = sys::getsockopt_int(fd, SOL_SOCKET, SO_KEEPALIVE);
+        println!("{label} setsockopt-keepalive-0 {outcome} read-back={keepalive:?}");
+    };
+    // A closed TCP socket's number reused by socketpair().
+    let tcp = sys::check(sys::socket(AF_INET, SOCK_STREAM, 0), "socket");
+    sys::close(tcp);
+    let mut pair = [0; 2];
+    // SAFETY: pair has room for two descriptors.
+    sys::check(
+        unsafe { socketpair(AF_UNIX, SOCK_STREAM, 0, pair.as_mut_ptr()) },
+        "socketpair",
+    );
+    println!("reused-by-socketpair same-number={}", pair[0] == tcp);
+    show("reused-by-socketpair", pair[0]);
+    // A live TCP socket's number replaced by dup2 of a UNIX socket.
+    let tcp = sys::check(sys::socket(AF_INET, SOCK_STREAM, 0), "socket");
+    // SAFETY: dup2 on descriptors this program owns.
+    sys::check(unsafe { dup2(pair[1], tcp) }, "dup2");
+    show("replaced-by-dup2", tcp);
+    for fd in [pair[0], pair[1], tcp] {
+        sys::close(fd);
+    }
+}
