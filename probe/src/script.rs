@@ -16,6 +16,17 @@ fn call(label: &str, f: impl FnOnce() -> i32) -> i32 {
     show(label, Outcome::of(|| i64::from(f())))
 }
 
+/// Runs `f` on a fresh TCP socket of `domain`, closes it, and returns what `f` returned with
+/// errno as `f` left it.
+fn on_fresh_socket(domain: i32, f: impl FnOnce(i32) -> i32) -> i32 {
+    let fd = sys::socket(domain, libc::SOCK_STREAM, 0);
+    let ret = f(fd);
+    let errno = sys::errno();
+    sys::close(fd);
+    sys::set_errno(errno);
+    ret
+}
+
 pub fn errno_script() {
     use libc::*;
     let v4 = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -97,12 +108,9 @@ pub fn errno_script() {
     });
     let accepted6 = call("accept-listener6", || sys::accept(listener6));
     call("connect-v4-address-on-v6-socket", || {
-        let fd = sys::socket(AF_INET6, SOCK_STREAM, 0);
-        let ret = sys::connect(fd, SocketAddr::new(v4, closed_port));
-        let errno = sys::errno();
-        sys::close(fd);
-        sys::set_errno(errno);
-        ret
+        on_fresh_socket(AF_INET6, |fd| {
+            sys::connect(fd, SocketAddr::new(v4, closed_port))
+        })
     });
 
     // The program's own setsockopt calls, valid and invalid, on TCP sockets.
@@ -135,6 +143,9 @@ pub fn errno_script() {
         });
         call(&format!("setsockopt-{name}-keepalive-7"), || {
             sys::setsockopt_int(fd, SOL_SOCKET, SO_KEEPALIVE, 7)
+        });
+        call(&format!("setsockopt-{name}-idle-optlen-8"), || {
+            sys::setsockopt_len(fd, IPPROTO_TCP, TCP_KEEPIDLE, 30, 8)
         });
         call(&format!("setsockopt-{name}-idle-optlen-2"), || {
             sys::setsockopt_len(fd, IPPROTO_TCP, TCP_KEEPIDLE, 30, 2)
@@ -209,23 +220,39 @@ pub fn errno_script() {
         sys::connect(pipe_fds[0], SocketAddr::new(v4, port))
     });
     call("connect-short-addrlen", || {
-        let fd = sys::socket(AF_INET, SOCK_STREAM, 0);
-        let raw = sys::RawAddr::new(SocketAddr::new(v4, port));
-        // SAFETY: the address is valid; the short length is what is being tested.
-        let ret = unsafe { connect(fd, raw.ptr(), 4) };
-        let errno = sys::errno();
-        sys::close(fd);
-        sys::set_errno(errno);
-        ret
+        on_fresh_socket(AF_INET, |fd| {
+            let raw = sys::RawAddr::new(SocketAddr::new(v4, port));
+            // SAFETY: the address is valid; the short length is what is being tested.
+            unsafe { connect(fd, raw.ptr(), 4) }
+        })
     });
     call("connect-null-address", || {
-        let fd = sys::socket(AF_INET, SOCK_STREAM, 0);
-        // SAFETY: a NULL address is what is being tested; the kernel answers EFAULT.
-        let ret = unsafe { connect(fd, std::ptr::null(), 16) };
-        let errno = sys::errno();
-        sys::close(fd);
-        sys::set_errno(errno);
-        ret
+        on_fresh_socket(AF_INET, |fd| {
+            // SAFETY: a NULL address is what is being tested; the kernel answers EFAULT.
+            unsafe { connect(fd, std::ptr::null(), 16) }
+        })
+    });
+    call("connect-oversize-addrlen", || {
+        on_fresh_socket(AF_INET, |fd| {
+            let raw = sys::RawAddr::new(SocketAddr::new(v4, port));
+            // SAFETY: raw.storage is a whole sockaddr_storage, so its full size is readable.
+            unsafe { connect(fd, raw.ptr(), size_of::<sockaddr_storage>() as socklen_t) }
+        })
+    });
+    call("connect-af-unspec-disconnects", || {
+        on_fresh_socket(AF_INET6, |fd| {
+            sys::connect(fd, SocketAddr::new(v6, port6));
+            // SAFETY: sockaddr_storage is plain data; all-zero is AF_UNSPEC.
+            let unspec: sockaddr_storage = unsafe { std::mem::zeroed() };
+            // SAFETY: unspec is a valid, readable sockaddr of the size given.
+            unsafe {
+                connect(
+                    fd,
+                    (&raw const unspec).cast(),
+                    size_of::<sockaddr_in6>() as socklen_t,
+                )
+            }
+        })
     });
     call("accept-ebadf", || sys::accept(999));
     call("accept-pipe", || sys::accept(pipe_fds[0]));

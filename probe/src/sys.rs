@@ -135,10 +135,14 @@ pub fn setsockopt_int(fd: i32, level: i32, name: i32, value: i32) -> i32 {
 }
 
 pub fn setsockopt_len(fd: i32, level: i32, name: i32, value: i32, len: u32) -> i32 {
-    let value: libc::c_int = value;
-    // SAFETY: value lives across the call; the kernel reads at most `len` bytes and the
-    // tests only pass lengths up to sizeof(int) (shorter ones are the EINVAL case).
-    unsafe { libc::setsockopt(fd, level, name, (&raw const value).cast(), len) }
+    // The value first, then zeros: lengths up to 8 bytes read valid memory.
+    let buffer: [libc::c_int; 2] = [value, 0];
+    assert!(
+        len as usize <= size_of_val(&buffer),
+        "optlen {len} too large"
+    );
+    // SAFETY: buffer lives across the call and holds at least `len` readable bytes.
+    unsafe { libc::setsockopt(fd, level, name, buffer.as_ptr().cast(), len) }
 }
 
 /// The five options the library manages, read back: `keepalive=1 idle=60 intvl=5 cnt=4
