@@ -422,3 +422,41 @@ fn info_prints_the_filters_and_debug_each_decision() {
     // The listener at listen() and the client at connect(), each with its reason.
     assert_eq!(skipped.len(), 2, "{debug}");
 }
+
+#[test]
+fn inherit_no_with_spaces_and_duplicates_in_ld_preload() {
+    let scratch = TempDir::new("inherit-spaces");
+    let first = compile_fixture("empty.c", "libfirst.so", &scratch);
+    let last = compile_fixture("empty.c", "liblast.so", &scratch);
+    let ours = library();
+    let (first, last, ours) = (
+        first.display().to_string(),
+        last.display().to_string(),
+        ours.display().to_string(),
+    );
+    // ld.so accepts spaces and colons as separators; ours may appear more than once.
+    for preload in [
+        format!("{first} {ours} {last}"),
+        format!("{ours}:{first}:{ours} {last}"),
+    ] {
+        let out = inherit_run(&preload, "no");
+        let lines = lines(&out);
+        assert_eq!(lines.len(), 6, "{out}");
+        assert_eq!(lines[0], format!("tcp4 {}", configured()), "{out}");
+        for (at, maps) in [(1, "yes"), (4, "no")] {
+            let list = lines[at].strip_prefix("LD_PRELOAD=").unwrap_or_default();
+            let entries: Vec<&str> = list.split([':', ' ']).filter(|e| !e.is_empty()).collect();
+            assert_eq!(
+                entries,
+                [first.as_str(), last.as_str()],
+                "{preload:?}\n{out}"
+            );
+            assert_eq!(
+                lines[at + 1],
+                format!("maps keepalive_preload={maps}"),
+                "{out}"
+            );
+        }
+        assert_eq!(lines[3], format!("tcp4 {}", untouched()), "{out}");
+    }
+}
