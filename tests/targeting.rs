@@ -41,12 +41,21 @@ fn run_with(args: &[&str], vars: &[(&'static str, String)]) -> Run {
     run
 }
 
-/// Runs under strace; returns the output and how many setsockopt calls were made.
+/// Runs under strace; returns the output and how many setsockopt calls were made on the
+/// options the library manages (the probe's own SO_REUSEADDR before binding a given port is
+/// not counted).
 fn traced(args: &[&str], vars: &[(&'static str, String)]) -> (Output, usize) {
     let scratch = TempDir::new("targeting");
     let (out, calls) = strace_setsockopt(&run_with(args, vars), &scratch);
     out.assert_clean();
-    (out, calls.len())
+    (out, keepalive_calls(&calls))
+}
+
+fn keepalive_calls(calls: &[String]) -> usize {
+    calls
+        .iter()
+        .filter(|line| !line.contains("SO_REUSEADDR"))
+        .count()
 }
 
 fn assert_roles(out: &Output, expected: &[(&str, &str)]) {
@@ -120,10 +129,13 @@ fn ports_options_are_set_before_the_real_connect() {
         .iter()
         .position(|line| line.contains("connect("))
         .expect("strace saw the connect");
-    let before = calls[..connect]
-        .iter()
-        .filter(|line| line.contains("setsockopt("))
-        .count();
+    let before = keepalive_calls(
+        &calls[..connect]
+            .iter()
+            .filter(|line| line.contains("setsockopt("))
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
     // The listener's five at listen() and the client's five, all before the SYN.
     assert_eq!(before, 10, "{calls:#?}");
 }
@@ -459,4 +471,54 @@ fn inherit_no_with_spaces_and_duplicates_in_ld_preload() {
         }
         assert_eq!(lines[3], format!("tcp4 {}", untouched()), "{out}");
     }
+}
+
+#[test]
+fn descriptor_numbers_of_matching_sockets_are_judged_afresh_when_reused() {
+    // A matching pair is configured and closed; the next pair, on a port that does not match,
+    // reuses the same descriptor numbers: the program's own values must win there, under
+    // KEEPALIVE_OVERRIDE=yes too.
+    let matching = free_port().to_string();
+    let mut args = vec!["pair", "--port", &matching];
+    let mut ports = Vec::new();
+    for target in ["accepted", "client", "listener"] {
+        let port = free_port().to_string();
+        ports.push((target, port));
+    }
+    for (target, port) in &ports {
+        args.extend([
+            "+",
+            "program-sets",
+            "--port",
+            port,
+            "--target",
+            target,
+            "--keepalive",
+            "0",
+            "--idle",
+            "30",
+        ]);
+    }
+    let out = run_with(
+        &args,
+        &with(&[
+            ("KEEPALIVE_PORTS", &matching),
+            ("KEEPALIVE_OVERRIDE", "yes"),
+        ]),
+    )
+    .run_ok();
+    let (_, intvl, cnt) = kernel_defaults();
+    let program = options(0, 30, intvl, cnt, 0);
+    let expected: Vec<String> = ["listener", "client", "accepted"]
+        .iter()
+        .map(|role| format!("{role} {}", configured()))
+        .chain(ports.iter().flat_map(|(target, _)| {
+            [
+                "setsockopt SO_KEEPALIVE=0 ret=0 errno=unchanged".to_owned(),
+                "setsockopt TCP_KEEPIDLE=30 ret=0 errno=unchanged".to_owned(),
+                format!("{target} {program}"),
+            ]
+        }))
+        .collect();
+    assert_eq!(lines(&out), expected, "{out}");
 }

@@ -125,11 +125,33 @@ struct Pair {
     connect_note: Option<String>,
 }
 
+/// SO_REUSEADDR before binding a given port: earlier connections on it may linger in
+/// TIME_WAIT. (Only then, so that runs on an ephemeral port make no setsockopt call.)
+fn reuse_address(fd: i32) {
+    check(
+        sys::setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1),
+        "setsockopt SO_REUSEADDR",
+    );
+}
+
+impl Pair {
+    /// Closes all three, so that a following command reuses their descriptor numbers. The
+    /// client first: TIME_WAIT stays on its ephemeral port, not on the listening port.
+    fn close(self) {
+        for fd in [self.client, self.accepted, self.listener] {
+            sys::close(fd);
+        }
+    }
+}
+
 fn make_pair(args: &PairArgs) -> Pair {
     let listener = check(
         sys::socket(sys::family(args.listen), libc::SOCK_STREAM, 0),
         "listener socket",
     );
+    if args.port != 0 {
+        reuse_address(listener);
+    }
     check(
         sys::bind(listener, SocketAddr::new(args.listen, args.port)),
         "bind",
@@ -187,6 +209,7 @@ pub fn pair(args: &[String]) {
     println!("listener {}", options(pair.listener));
     println!("client {}", options(pair.client));
     println!("accepted {}", options(pair.accepted));
+    pair.close();
 }
 
 /// The options a program may set itself, by the probe's flag name.
@@ -218,25 +241,31 @@ pub fn program_sets(args: &[String]) {
             usage_error(&format!("unknown flag {flag}"));
         }
     }
-    let fd = if target == "fresh" {
-        check(
+    let (fd, pair) = if target == "fresh" {
+        let fd = check(
             sys::socket(sys::family(pair_args.listen), libc::SOCK_STREAM, 0),
             "socket",
-        )
+        );
+        (fd, None)
     } else {
         let pair = make_pair(&pair_args);
-        match target.as_str() {
+        let fd = match target.as_str() {
             "accepted" => pair.accepted,
             "client" => pair.client,
             "listener" => pair.listener,
             _ => usage_error(&format!("unknown target {target:?}")),
-        }
+        };
+        (fd, Some(pair))
     };
     for ((name, level, option), value) in sets {
         let outcome = sys::Outcome::of(|| i64::from(sys::setsockopt_int(fd, level, option, value)));
         println!("setsockopt {name}={value} {outcome}");
     }
     println!("{target} {}", options(fd));
+    match pair {
+        Some(pair) => pair.close(),
+        None => sys::close(fd),
+    }
 }
 
 pub fn listen_then_exec(args: &[String]) {
@@ -263,6 +292,9 @@ pub fn listen_then_exec(args: &[String]) {
     };
     // No SOCK_CLOEXEC: the listener is inherited across exec.
     let fd = check(sys::socket(sys::family(ip), libc::SOCK_STREAM, 0), "socket");
+    if port != 0 {
+        reuse_address(fd);
+    }
     check(sys::bind(fd, SocketAddr::new(ip, port)), "bind");
     check(sys::listen(fd, 16), "listen");
     let port = sys::local_port(fd).to_string();
