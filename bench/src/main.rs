@@ -12,7 +12,8 @@
 //!                                         LD_PRELOAD=$KP_BENCH_CHILD_PRELOAD when that is set
 //! ```
 //!
-//! Prints one line, `WORKLOAD iterations=N warmup=W ns_per_iteration=X`, on standard output:
+//! Prints one line, `WORKLOAD iterations=N warmup=W ns_per_iteration=X cpu_ns_per_iteration=Y`
+//! (wall time; CPU time of the process and its children), on standard output:
 //! W = min(N/10, 1000) untimed iterations run first, so a process runs N + W iterations in
 //! all (what the script divides instruction and syscall differences by).
 
@@ -62,15 +63,38 @@ fn run(args: Vec<String>) -> Result<(), String> {
         body()?;
     }
     let start = Instant::now();
+    let cpu_start = cpu_nanos();
     for _ in 0..iterations {
         body()?;
     }
+    let cpu = cpu_nanos() - cpu_start;
     let elapsed = start.elapsed();
-    let per_iteration = elapsed.as_nanos() as f64 / iterations.max(1) as f64;
+    let per = |nanos: f64| nanos / iterations.max(1) as f64;
     println!(
-        "{workload} iterations={iterations} warmup={warmup} ns_per_iteration={per_iteration:.1}"
+        "{workload} iterations={iterations} warmup={warmup} ns_per_iteration={:.1} cpu_ns_per_iteration={:.1}",
+        per(elapsed.as_nanos() as f64),
+        per(cpu),
     );
     Ok(())
+}
+
+/// CPU time (user + system) of this process and of its waited-for children, in nanoseconds:
+/// unlike wall time, it does not count the time other processes on a busy machine take.
+fn cpu_nanos() -> f64 {
+    let mut own = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: own is writable.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut own) };
+    // SAFETY: all-zero is a valid rusage.
+    let mut children: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: children is writable.
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut children) };
+    let micros = |time: libc::timeval| time.tv_sec as f64 * 1e6 + time.tv_usec as f64;
+    own.tv_sec as f64 * 1e9
+        + own.tv_nsec as f64
+        + (micros(children.ru_utime) + micros(children.ru_stime)) * 1e3
 }
 
 fn last_error(what: &str) -> String {
