@@ -11,7 +11,6 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::*;
 
@@ -26,13 +25,6 @@ impl Drop for Installed {
             let _ = std::fs::remove_file(path);
         }
     }
-}
-
-fn copy_with_mode(from: &Path, to: &Path, mode: u32) {
-    std::fs::copy(from, to)
-        .unwrap_or_else(|error| panic!("copy {} to {}: {error}", from.display(), to.display()));
-    std::fs::set_permissions(to, std::fs::Permissions::from_mode(mode))
-        .unwrap_or_else(|error| panic!("chmod {}: {error}", to.display()));
 }
 
 /// Everything one test needs: the library installed under a bare name, and two copies of the
@@ -61,14 +53,8 @@ fn setup(tag: &str) -> Setup {
     let plain_probe = scratch.path("kp-probe-plain");
     let installed = Installed(vec![installed_library.clone()]);
     copy_with_mode(&library(), &installed_library, 0o4755);
-    copy_with_mode(&probe_path(), &secure_probe, 0o755);
+    copy_with_capability(&probe_path(), &secure_probe);
     copy_with_mode(&probe_path(), &plain_probe, 0o755);
-    let status = Command::new(tool("setcap", "libcap2-bin"))
-        .arg("cap_net_bind_service+ep")
-        .arg(&secure_probe)
-        .status()
-        .expect("run setcap");
-    assert!(status.success(), "setcap failed");
     Setup {
         bare_name,
         secure_probe,
@@ -81,17 +67,9 @@ fn setup(tag: &str) -> Setup {
 /// Runs `probe ARGS` as user nobody. setpriv and env run without the library; env sets
 /// LD_PRELOAD for the probe only.
 fn as_nobody(setup: &Setup, probe: &Path, vars: &[(&str, &str)], args: &[&str]) -> Output {
-    let mut run = Run::new(
-        tool("setpriv", "util-linux"),
-        &[
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--",
-            "env",
-        ],
-    )
-    .arg(format!("LD_PRELOAD={}", setup.bare_name));
+    let mut run = Run::new(tool("setpriv", "util-linux"), &AS_NOBODY)
+        .arg("env")
+        .arg(format!("LD_PRELOAD={}", setup.bare_name));
     for (name, value) in vars {
         run = run.arg(format!("{name}={value}"));
     }

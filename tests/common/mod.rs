@@ -376,6 +376,30 @@ impl Drop for TempDir {
     }
 }
 
+/// Copies a file and sets its mode.
+pub fn copy_with_mode(from: &Path, to: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::copy(from, to)
+        .unwrap_or_else(|error| panic!("copy {} to {}: {error}", from.display(), to.display()));
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(mode))
+        .unwrap_or_else(|error| panic!("chmod {}: {error}", to.display()));
+}
+
+/// Copies a program and gives the copy a file capability (cap_net_bind_service), so that
+/// running it as another user than root is secure execution (AT_SECURE=1). Needs root.
+pub fn copy_with_capability(from: &Path, to: &Path) {
+    copy_with_mode(from, to, 0o755);
+    let status = Command::new(tool("setcap", "libcap2-bin"))
+        .arg("cap_net_bind_service+ep")
+        .arg(to)
+        .status()
+        .expect("run setcap");
+    assert!(status.success(), "setcap failed on {}", to.display());
+}
+
+/// `setpriv` arguments that run the rest of the command line as user nobody.
+pub const AS_NOBODY: [&str; 4] = ["--reuid=65534", "--regid=65534", "--clear-groups", "--"];
+
 /// `kp-probe listen-then-exec LISTEN_FLAGS -- kp-probe accept-inherited {fd} {port}
 /// ACCEPT_FLAGS`: the parent runs without the library and makes a listener; the child it
 /// execs runs under the library, connects to it and accepts.
