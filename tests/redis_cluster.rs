@@ -182,12 +182,12 @@ fn ports_filter_on_bus_ports_leaves_client_links_to_redis() {
     let _serial = serial();
     require();
     // On loopback the harness puts node i on base+i and its bus on base+10000+i with the base
-    // in 20000..29000: 30000-39999 holds every bus port and no client port.
+    // in 10000..19000: 20000-29999 holds every bus port and no client port.
     let mut env = with_override("yes");
-    env.push("KEEPALIVE_PORTS=30000-39999".to_owned());
+    env.push("KEEPALIVE_PORTS=20000-29999".to_owned());
     let cluster = Cluster::up("ports", &[], true, &env);
     for node in cluster.nodes() {
-        assert!((30000..40000).contains(&node.bus_port) && node.port < 30000);
+        assert!((20000..30000).contains(&node.bus_port) && node.port < 20000);
     }
     let _clients = hold_clients(&cluster);
     let links = cluster.links();

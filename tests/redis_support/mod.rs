@@ -694,9 +694,9 @@ pub fn systemd_paths_check() {
 }
 
 fn free_port_pair() -> u16 {
-    for port in (31000..39000).step_by(7) {
+    for port in (19100..19900).step_by(7) {
         let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
-        if free(port) && port < 55535 && free(port + 10000) {
+        if free(port) && free(port + 10000) {
             return port;
         }
     }
