@@ -538,3 +538,83 @@ pub fn exec(args: &[String]) -> ! {
     unsafe { libc::execvp(owned[0].as_ptr(), argv.as_ptr()) };
     sys::die(&format!("exec {program}"))
 }
+
+/// What the signal handler of `signal-storm` saw: calls, and sockets whose read-back differed.
+static HANDLER_CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static HANDLER_BAD: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static EXPECTED_IDLE: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn storm_handler(_: libc::c_int) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let saved = sys::errno();
+    let fd = sys::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+    if fd >= 0 {
+        let keepalive = sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE);
+        let idle = sys::getsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_KEEPIDLE);
+        if keepalive != Some(1) || idle != Some(EXPECTED_IDLE.load(Relaxed)) {
+            HANDLER_BAD.fetch_add(1, Relaxed);
+        }
+        sys::close(fd);
+    }
+    HANDLER_CALLS.fetch_add(1, Relaxed);
+    sys::set_errno(saved);
+}
+
+/// `signal-storm N IDLE`: N sockets made in a loop while a 100 µs interval timer's handler
+/// makes sockets too (interrupting the hooks at any point). Prints how many of each read back
+/// something other than SO_KEEPALIVE=1 and TCP_KEEPIDLE=IDLE. A hook that locks or allocates
+/// would deadlock or crash here.
+pub fn signal_storm(args: &[String]) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let [count, idle] = args else {
+        usage_error("signal-storm N IDLE")
+    };
+    let count: usize = parse(count);
+    EXPECTED_IDLE.store(parse(idle), Relaxed);
+    // SAFETY: sigaction with a handler that only makes async-signal-safe calls (socket,
+    // getsockopt, close) and touches atomics; setitimer with a valid interval.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = storm_handler as *const () as usize;
+        action.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&raw mut action.sa_mask);
+        check(
+            libc::sigaction(libc::SIGALRM, &raw const action, std::ptr::null_mut()),
+            "sigaction",
+        );
+        let interval = libc::timeval {
+            tv_sec: 0,
+            tv_usec: 100,
+        };
+        let timer = libc::itimerval {
+            it_interval: interval,
+            it_value: interval,
+        };
+        check(
+            libc::setitimer(libc::ITIMER_REAL, &raw const timer, std::ptr::null_mut()),
+            "setitimer",
+        );
+    }
+    let mut main_bad = 0;
+    for _ in 0..count {
+        let fd = check(sys::socket(libc::AF_INET, libc::SOCK_STREAM, 0), "socket");
+        let keepalive = sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE);
+        let idle = sys::getsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_KEEPIDLE);
+        if keepalive != Some(1) || idle != Some(EXPECTED_IDLE.load(Relaxed)) {
+            main_bad += 1;
+        }
+        sys::close(fd);
+    }
+    // SAFETY: disarming the timer and restoring the default action.
+    unsafe {
+        let off: libc::itimerval = std::mem::zeroed();
+        libc::setitimer(libc::ITIMER_REAL, &raw const off, std::ptr::null_mut());
+        libc::signal(libc::SIGALRM, libc::SIG_IGN);
+    }
+    let calls = HANDLER_CALLS.load(Relaxed);
+    println!(
+        "main-bad={main_bad} handler-bad={} handler-ran={}",
+        HANDLER_BAD.load(Relaxed),
+        calls > 0
+    );
+}

@@ -34,6 +34,8 @@ usage: kp-probe COMMAND [ARGS] [+ COMMAND [ARGS]]...
                            (socketpair after close, dup2 over it), with the read-back
   threads N M [--kind tcp4|tcp6]
                            N threads x M sockets each, racing; `COUNT OPTIONS` per distinct read-back
+  signal-storm N IDLE      N sockets while a 100us timer's signal handler makes sockets too;
+                           `main-bad=.. handler-bad=.. handler-ran=..` (read-back != 1/IDLE)
   libkeepalive-test        what libkeepalive's test program prints
   maps [SUBSTRING]         whether a mapped file's path contains SUBSTRING (keepalive_preload)
   env NAME...              NAME=value or `NAME unset`
@@ -79,6 +81,7 @@ fn run(name: &str, args: &[String]) {
         "errno-script" => script::errno_script(),
         "reused-fds" => script::reused_descriptors(),
         "threads" => commands::threads(args),
+        "signal-storm" => commands::signal_storm(args),
         "libkeepalive-test" => commands::libkeepalive_test(),
         "maps" => commands::maps(args),
         "env" => commands::env(args),
