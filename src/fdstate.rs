@@ -1,10 +1,12 @@
 //! What the library decided about each file descriptor, kept in a fixed table of atomics:
 //! no allocation and no lock in a hook, and a forked child inherits it along with its fds.
 //!
-//! Every socket()/accept() through the hooks writes its slot afresh, so a reused fd number
-//! never carries an old decision into a new socket. Descriptors at or above [`SLOTS`] are
-//! always `Unknown`: they are still configured at socket()/accept(), but the program's own
-//! setsockopt calls on them pass through unchanged.
+//! Every socket()/accept() through the hooks writes its slot afresh, close() clears it and
+//! dup2()/dup3() copy it, so a reused fd number does not carry an old decision into another
+//! file. (Descriptors closed where no hook sees it — inside libc, close_range() — can leave a
+//! stale slot; the override path therefore checks the socket is TCP before it substitutes.)
+//! Descriptors at or above [`SLOTS`] are always `Unknown`: they are still configured at
+//! socket()/accept(), but the program's own setsockopt calls on them pass through unchanged.
 
 use std::ffi::c_int;
 use std::sync::atomic::{AtomicU16, Ordering};
@@ -82,5 +84,17 @@ pub fn set(fd: c_int, verdict: Verdict) {
 pub fn mark_program_set(fd: c_int, option: SocketOption) {
     if let Some(slot) = slot(fd) {
         slot.fetch_or(program_bit(option), Ordering::AcqRel);
+    }
+}
+
+/// The fd is being closed: whatever reuses its number starts unknown.
+pub fn forget(fd: c_int) {
+    set(fd, Verdict::Unknown);
+}
+
+/// `to` now refers to the same socket as `from` (dup2/dup3).
+pub fn copy(from: c_int, to: c_int) {
+    if let Some(slot) = slot(to) {
+        slot.store(get(from).0, Ordering::Release);
     }
 }

@@ -7,7 +7,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use libc::{sockaddr, socklen_t};
 
-use crate::{policy, real, sys};
+use crate::{fdstate, policy, real, sys};
 
 /// Runs library work beside a real call: errno is left as it was, and a panic in our code is
 /// caught here instead of unwinding into the host program.
@@ -137,4 +137,47 @@ pub unsafe extern "C" fn setsockopt(
         // SAFETY: the program's own call, forwarded unchanged.
         None => unsafe { real(fd, level, name, value, length) },
     }
+}
+
+/// # Safety
+/// The C `close` contract.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn close(fd: c_int) -> c_int {
+    let Some(real) = real::close() else {
+        return sys::unavailable();
+    };
+    // Before the real close: once it returns, another thread may get this number back.
+    fdstate::forget(fd);
+    // SAFETY: the program's own call, forwarded unchanged.
+    unsafe { real(fd) }
+}
+
+/// # Safety
+/// The C `dup2` contract.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dup2(from: c_int, to: c_int) -> c_int {
+    let Some(real) = real::dup2() else {
+        return sys::unavailable();
+    };
+    // SAFETY: the program's own call, forwarded unchanged.
+    let result = unsafe { real(from, to) };
+    if result >= 0 {
+        fdstate::copy(from, result);
+    }
+    result
+}
+
+/// # Safety
+/// The C `dup3` contract.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dup3(from: c_int, to: c_int, flags: c_int) -> c_int {
+    let Some(real) = real::dup3() else {
+        return sys::unavailable();
+    };
+    // SAFETY: the program's own call, forwarded unchanged.
+    let result = unsafe { real(from, to, flags) };
+    if result >= 0 {
+        fdstate::copy(from, result);
+    }
+    result
 }

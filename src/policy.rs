@@ -437,7 +437,9 @@ pub unsafe fn setsockopt_replacement(
         Override::Tighten => option.tighter(asked, configured),
         Override::Yes | Override::No => configured,
     };
-    if chosen == asked {
+    // A number the table still marks as ours may have been reused out of our sight (closed
+    // inside libc, close_range): substitute only on a TCP socket.
+    if chosen == asked || !sys::is_tcp(fd) {
         return None;
     }
     log::log_line!(

@@ -58,4 +58,7 @@ real_functions! {
     accept: fn(c_int, *mut sockaddr, *mut socklen_t) -> c_int;
     accept4: fn(c_int, *mut sockaddr, *mut socklen_t, c_int) -> c_int;
     setsockopt: fn(c_int, c_int, c_int, *const c_void, socklen_t) -> c_int;
+    close: fn(c_int) -> c_int;
+    dup2: fn(c_int, c_int) -> c_int;
+    dup3: fn(c_int, c_int, c_int) -> c_int;
 }
