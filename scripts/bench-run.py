@@ -67,6 +67,12 @@ SMOKE = dict(
 )
 
 
+def order(round_number):
+    """A B C D, then D C B A, and so on: interleaved, and no column always runs first (a linear
+    drift and any first-in-round effect cancel in the per-round ratios)."""
+    return VARIANTS if round_number % 2 == 0 else VARIANTS[::-1]
+
+
 def log(message):
     print(f"bench: {message}", file=sys.stderr, flush=True)
 
@@ -216,8 +222,8 @@ class Bench:
             times = {variant: [] for variant in VARIANTS}
             walls = {variant: [] for variant in VARIANTS}
             try:
-                for _ in range(rounds):
-                    for variant in VARIANTS:
+                for number in range(rounds):
+                    for variant in order(number):
                         wall, cpu = self.kp_bench(variant, workload, iterations)
                         times[variant].append(cpu)
                         walls[variant].append(wall)
@@ -351,8 +357,8 @@ class Bench:
         times = {variant: [] for variant in VARIANTS}
         walls = {variant: [] for variant in VARIANTS}
         try:
-            for _ in range(rounds):
-                for variant in VARIANTS:
+            for number in range(rounds):
+                for variant in order(number):
                     extra = {"KP_BENCH_CHILD_PRELOAD": self.preload(variant) or ""}
                     wall, cpu = self.kp_bench(
                         variant, "spawn", iterations, "/bin/true", env=self.settings(variant, extra)
@@ -395,8 +401,8 @@ class Bench:
         log("row 4d: resident memory of a sleeping /bin/sleep")
         rss = {variant: [] for variant in VARIANTS}
         try:
-            for _ in range(self.sizes["rss_samples"]):
-                for variant in VARIANTS:
+            for number in range(self.sizes["rss_samples"]):
+                for variant in order(number):
                     rss[variant].append(self.resident(variant))
         except (OSError, RuntimeError) as error:
             log(f"row 4d failed: {error}")
@@ -471,8 +477,8 @@ class Bench:
             # One server per variant, all up at once: rounds alternate between them quickly.
             for variant in VARIANTS:
                 servers[variant] = self.start_redis(variant)
-            for _ in range(rounds):
-                for variant in VARIANTS:
+            for number in range(rounds):
+                for variant in order(number):
                     server, port = servers[variant]
                     for k0, count in ((False, requests), (True, requests_k0)):
                         before = cpu_nanos(server.pid)
@@ -665,7 +671,7 @@ class Bench:
             "- **1** `kp-bench tcp-socket N` / `tcp-connect N` (bench/): plain libc loops after a warm-up of "
             "min(N/10, 1000) iterations, timed in CPU time of the process (`CLOCK_PROCESS_CPUTIME_ID`: time other "
             "processes take on a busy machine does not count; wall time in parentheses). Rounds run "
-            "A B C D A B C D …; each round gives a ratio to no preload (and to libkeepalive0), the table shows the "
+            "A B C D, D C B A, A B C D … (interleaved, and no column always first); each round gives a ratio to no preload (and to libkeepalive0), the table shows the "
             "median and the range. The connect loop resets each connection (the listener lingers with timeout 0), "
             "so no TIME_WAIT piles up.",
             "- **2** `valgrind --tool=callgrind` total instructions at two loop sizes; the difference divided "
