@@ -618,7 +618,8 @@ class Bench:
                 return "?"
 
         commit = output(["git", "rev-parse", "--short", "HEAD"])
-        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "src", "config", "Cargo.toml"]).returncode
+        changed = output(["git", "diff", "--name-only", "HEAD", "--", "src", "config", "Cargo.toml"])
+        dirty = f" (+ uncommitted changes to {', '.join(changed.split())})" if changed != "?" else ""
         cpu = first("/proc/cpuinfo", r"^model name\s*:\s*(.*)$")
         return [
             ("CPU", f"{cpu}, {os.cpu_count()} CPUs"),
@@ -626,7 +627,7 @@ class Bench:
             ("OS", first("/etc/os-release", r'^PRETTY_NAME="?([^"\n]*)')),
             ("kernel", platform.release()),
             ("rustc", output(["rustc", "--version"])),
-            ("keepalive-preload", f"{commit}{' (+ uncommitted library changes)' if dirty else ''}, "
+            ("keepalive-preload", f"{commit}{dirty}, "
                                   f"{os.path.getsize(self.library):,} bytes"),
             ("libkeepalive0", f"{version('libkeepalive0')}, {self.libkeepalive}, "
                               f"{os.path.getsize(os.path.realpath(self.libkeepalive)):,} bytes"),
