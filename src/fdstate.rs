@@ -44,6 +44,10 @@ const VERDICTS: [Verdict; 5] = [
 pub struct FdState(u16);
 
 impl FdState {
+    /// A socket just created or accepted: nothing decided, nothing set by the program (its
+    /// slot may still hold what an earlier file of the same number left there).
+    pub const FRESH: Self = Self(0);
+
     pub fn verdict(self) -> Verdict {
         VERDICTS
             .get(usize::from(self.0 & VERDICT_BITS))

@@ -104,7 +104,7 @@ pub fn after_socket(fd: c_int, domain: c_int, kind: c_int, protocol: c_int) {
     } else if runtime.filters_by_address() {
         fdstate::set(fd, Verdict::Pending);
     } else {
-        configure(runtime, fd, fdstate::get(fd), Event::Socket);
+        configure(runtime, fd, FdState::FRESH, Event::Socket);
     }
 }
 
@@ -218,14 +218,7 @@ pub unsafe fn after_accept(
         }
         _ => None,
     };
-    judge(
-        runtime,
-        fd,
-        fdstate::get(fd),
-        port,
-        peer,
-        Event::Accept(peer),
-    );
+    judge(runtime, fd, FdState::FRESH, port, peer, Event::Accept(peer));
 }
 
 /// The peer address accept() wrote for the program, if it asked for one.
