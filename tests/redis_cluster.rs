@@ -9,7 +9,6 @@
 //! one at a time (`SERIAL`): the timings they measure must not compete with each other for the
 //! CPU. Measured times are printed, so `cargo test -- --nocapture` shows them in CI logs.
 
-mod common;
 mod redis_support;
 
 use std::collections::BTreeMap;

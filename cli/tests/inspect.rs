@@ -26,7 +26,7 @@ fn all_on() -> Value {
 
 #[test]
 fn table_lists_every_tcp_socket_aligned_and_exits_0() {
-    require_root();
+    require_root(INSPECT_NEEDS_ROOT);
     let holder = holder(&all_on(), &[]);
     let output = inspect(&[&holder.pid.to_string()]);
     let text = stdout(&output);
@@ -122,7 +122,7 @@ fn table_lists_every_tcp_socket_aligned_and_exits_0() {
 
 #[test]
 fn json_is_one_object_per_socket_with_the_documented_keys() {
-    require_root();
+    require_root(INSPECT_NEEDS_ROOT);
     let holder = holder(&all_on(), &[]);
     let output = inspect(&["--json", &holder.pid.to_string()]);
     assert_eq!(code(&output), 0, "{}", stderr(&output));
@@ -190,7 +190,7 @@ fn json_is_one_object_per_socket_with_the_documented_keys() {
 
 #[test]
 fn a_socket_without_keepalive_exits_1() {
-    require_root();
+    require_root(INSPECT_NEEDS_ROOT);
     let spec = json!([
         {"kind": "listen", "name": "l", "host": "127.0.0.1", "opts": {"keepalive": 1}},
         {"kind": "connect", "name": "c", "to": "l", "opts": {"keepalive": 0}},
@@ -217,7 +217,7 @@ fn a_socket_without_keepalive_exits_1() {
 
 #[test]
 fn errors_exit_2_with_a_clear_message() {
-    require_root();
+    require_root(INSPECT_NEEDS_ROOT);
     // No such process.
     let output = inspect(&["2147483646"]);
     assert_eq!(code(&output), 2);
@@ -273,7 +273,7 @@ fn errors_exit_2_with_a_clear_message() {
 
 #[test]
 fn statically_linked_process_is_read_and_reported_without_the_library() {
-    require_root();
+    require_root(INSPECT_NEEDS_ROOT);
     let dir = TempDir::new("static");
     let program = gcc(&dir, "static-holder", STATIC_HOLDER, &["-static", "-O1"]);
     let file = Command::new("file").arg(&program).output();
@@ -339,7 +339,7 @@ fn mapped_holder(dir: &TempDir, spec: &Value, env: &[(&str, &str)]) -> Holder {
 
 #[test]
 fn expect_env_override_yes_wants_exact_values() {
-    require_root();
+    require_root(INSPECT_NEEDS_ROOT);
     let dir = TempDir::new("yes");
     let exact =
         json!({"keepalive": 1, "idle": 31, "interval": 11, "count": 4, "user_timeout_ms": 5000});
@@ -390,7 +390,7 @@ fn expect_env_override_yes_wants_exact_values() {
 
 #[test]
 fn expect_env_tighten_accepts_smaller_values_and_no_only_wants_keepalive() {
-    require_root();
+    require_root(INSPECT_NEEDS_ROOT);
     let dir = TempDir::new("tighten");
     let spec = json!([
         {"kind": "listen", "name": "l", "host": "127.0.0.1", "opts": {"keepalive": 1, "idle": 20}},
@@ -431,7 +431,7 @@ fn expect_env_tighten_accepts_smaller_values_and_no_only_wants_keepalive() {
 
 #[test]
 fn expect_env_ports_filter_uses_remote_port_outgoing_and_local_port_accepted() {
-    require_root();
+    require_root(INSPECT_NEEDS_ROOT);
     let dir = TempDir::new("ports");
     let port = {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -469,7 +469,7 @@ fn expect_env_ports_filter_uses_remote_port_outgoing_and_local_port_accepted() {
 
 #[test]
 fn expect_env_program_list_and_master_switch() {
-    require_root();
+    require_root(INSPECT_NEEDS_ROOT);
     let spec = json!([
         {"kind": "listen", "name": "l", "host": "127.0.0.1"},
         {"kind": "connect", "name": "c", "to": "l"},
@@ -521,7 +521,7 @@ fn holder_off(spec: &Value) -> Holder {
 
 #[test]
 fn expect_env_resolves_auto_with_the_kernel_defaults() {
-    require_root();
+    require_root(INSPECT_NEEDS_ROOT);
     let dir = TempDir::new("auto");
     let read = |name: &str| -> u32 {
         std::fs::read_to_string(format!("/proc/sys/net/ipv4/{name}"))
@@ -550,7 +550,7 @@ fn expect_env_resolves_auto_with_the_kernel_defaults() {
 
 #[test]
 fn invalid_values_in_the_process_environment_are_reported() {
-    require_root();
+    require_root(INSPECT_NEEDS_ROOT);
     let dir = TempDir::new("invalid");
     let spec =
         json!([{"kind": "listen", "name": "l", "host": "127.0.0.1", "opts": {"keepalive": 1}}]);
@@ -570,7 +570,7 @@ fn invalid_values_in_the_process_environment_are_reported() {
 /// KEEPALIVE_PORTS role by that remote port.
 #[test]
 fn connecting_sockets_show_their_remote_address() {
-    require_root();
+    require_root(INSPECT_NEEDS_ROOT);
     const SYN_SENT: &str = r#"
 import json, os, socket as S, sys, time
 l = S.socket(); l.bind(("127.0.0.1", 0)); l.listen(0)
@@ -642,7 +642,7 @@ int main(void) {
 
 #[test]
 fn expect_env_reads_the_live_environ_of_a_process_that_blanked_its_block() {
-    require_root();
+    require_root(INSPECT_NEEDS_ROOT);
     let dir = TempDir::new("retitled");
     let program = gcc(&dir, "retitled", RETITLED_HOLDER, &[]);
     let library = fake_library(&dir);
@@ -693,7 +693,7 @@ os.execv(sys.argv[2], sys.argv[2:])
 
 #[test]
 fn pidfd_getfd_failures_are_clear_errors() {
-    require_root();
+    require_root(INSPECT_NEEDS_ROOT);
     let holder = holder(&all_on(), &[]);
     for (errno, message) in [
         ("38", "this kernel has no pidfd_getfd (Linux >= 5.6 needed"),

@@ -37,7 +37,7 @@ fn run_holder(options: &[&str]) -> Holder {
 
 #[test]
 fn override_yes_wins_over_the_program_and_inspect_agrees() {
-    require_root();
+    require_root(INSPECT_NEEDS_ROOT);
     let holder = run_holder(
         &[
             &TIMINGS[..],
@@ -80,7 +80,7 @@ fn override_yes_wins_over_the_program_and_inspect_agrees() {
 
 #[test]
 fn override_no_lets_the_program_win_and_inspect_reports_it() {
-    require_root();
+    require_root(INSPECT_NEEDS_ROOT);
     let holder = run_holder(&TIMINGS);
     let output = inspect(&["--expect-env", "--json", &holder.pid.to_string()]);
     assert_eq!(code(&output), 0, "{}{}", stdout(&output), stderr(&output));
@@ -104,7 +104,7 @@ fn override_no_lets_the_program_win_and_inspect_reports_it() {
 
 #[test]
 fn a_port_filter_leaves_other_sockets_alone() {
-    require_root();
+    require_root(INSPECT_NEEDS_ROOT);
     // Port 1: none of the sockets (ephemeral ports) matches it.
     let holder = run_holder(&["--idle", "45", "--ports", "1"]);
     let output = inspect(&["--expect-env", "--json", &holder.pid.to_string()]);
@@ -187,7 +187,7 @@ fn redis(options: &[&str]) -> Redis {
 
 #[test]
 fn redis_client_links_under_both_policies() {
-    require_root();
+    require_root(INSPECT_NEEDS_ROOT);
     for (policy, idle, interval, count) in [("yes", 45, 9, 4), ("no", 300, 100, 3)] {
         let redis = redis(&[&TIMINGS[..], &["--override", policy]].concat());
         let client = std::net::TcpStream::connect(("127.0.0.1", redis.port)).unwrap();

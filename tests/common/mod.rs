@@ -1,5 +1,6 @@
-//! Shared helpers of the black-box tests: find the library and `kp-probe`, run the probe in a
-//! child process with a controlled environment, and read its output.
+//! Shared helpers of the black-box tests of the library: run `kp-probe` in a child process
+//! with a controlled environment, and read its output. Finding the library and `kp-probe`,
+//! scratch directories and the root and tool checks come from `testkit`.
 //!
 //! Every test binary includes this module and uses only part of it.
 #![allow(dead_code)]
@@ -7,119 +8,12 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 
-/// The library's file name.
-pub const LIBRARY_NAME: &str = "libkeepalive_preload.so";
-
-/// The profile directory of the running test (`target/<profile>`): the test executable lives
-/// in `target/<profile>/deps`.
-fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let deps = exe.parent().expect("test executable has a directory");
-    if deps.file_name().is_some_and(|name| name == "deps") {
-        deps.parent().expect("deps has a parent").to_owned()
-    } else {
-        deps.to_owned()
-    }
-}
-
-/// The preload library: `KEEPALIVE_PRELOAD_LIB`, else next to the test executable
-/// (`target/<profile>/deps`, where `cargo test` builds it), else `target/<profile>`.
-pub fn library() -> PathBuf {
-    static LIBRARY: OnceLock<PathBuf> = OnceLock::new();
-    LIBRARY
-        .get_or_init(|| {
-            if let Some(path) = path_from_env("KEEPALIVE_PRELOAD_LIB") {
-                return path;
-            }
-            let profile = profile_dir();
-            let candidates = [profile.join("deps").join(LIBRARY_NAME), profile.join(LIBRARY_NAME)];
-            candidates
-                .iter()
-                .find(|path| path.is_file())
-                .cloned()
-                .unwrap_or_else(|| {
-                    panic!(
-                        "{LIBRARY_NAME} not found in {candidates:?}; build it with `cargo build -p keepalive-preload` or set KEEPALIVE_PRELOAD_LIB"
-                    )
-                })
-        })
-        .clone()
-}
-
-/// `kp-probe`: `KP_PROBE`, else `target/<profile>/kp-probe` (built by `cargo test --workspace`
-/// through the probe's own tests), else built now with `cargo build -p kp-probe` into a target
-/// directory of its own (the outer cargo holds the lock on the normal one).
-pub fn probe_path() -> PathBuf {
-    static PROBE: OnceLock<PathBuf> = OnceLock::new();
-    PROBE
-        .get_or_init(|| {
-            if let Some(path) = path_from_env("KP_PROBE") {
-                return path;
-            }
-            let profile = profile_dir();
-            let beside = profile.join("kp-probe");
-            if beside.is_file() {
-                return beside;
-            }
-            build_probe(&profile)
-        })
-        .clone()
-}
-
-fn build_probe(profile: &Path) -> PathBuf {
-    let target = profile.join("kp-probe-build");
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
-    let release = profile.file_name().is_some_and(|name| name == "release");
-    let mut cargo = Command::new(env!("CARGO"));
-    cargo
-        .args(["build", "--quiet", "-p", "kp-probe", "--manifest-path"])
-        .arg(&manifest)
-        .arg("--target-dir")
-        .arg(&target);
-    if release {
-        cargo.arg("--release");
-    }
-    let status = cargo.status().expect("run cargo to build kp-probe");
-    assert!(
-        status.success(),
-        "kp-probe not found next to the tests and `cargo build -p kp-probe` failed ({status}); set KP_PROBE"
-    );
-    let built = target
-        .join(if release { "release" } else { "debug" })
-        .join("kp-probe");
-    assert!(built.is_file(), "cargo built no {}", built.display());
-    built
-}
-
-/// The file a variable names, made absolute; a variable naming no file is a failure.
-fn path_from_env(variable: &str) -> Option<PathBuf> {
-    let path = PathBuf::from(std::env::var_os(variable)?);
-    assert!(
-        path.is_file(),
-        "{variable}={} is not a file",
-        path.display()
-    );
-    Some(std::path::absolute(&path).expect("absolute path"))
-}
-
-/// Every variable the library reads; removed from every child's environment unless a test
-/// sets it.
-pub const VARIABLES: [&str; 12] = [
-    "KEEPALIVE",
-    "KEEPIDLE",
-    "KEEPINTVL",
-    "KEEPCNT",
-    "KEEPALIVE_USER_TIMEOUT",
-    "KEEPALIVE_OVERRIDE",
-    "KEEPALIVE_LOG",
-    "KEEPALIVE_STRICT",
-    "KEEPALIVE_PORTS",
-    "KEEPALIVE_NETS",
-    "KEEPALIVE_PROGRAMS",
-    "KEEPALIVE_INHERIT",
-];
+// Each test file uses part of these too.
+#[allow(unused_imports)]
+pub use testkit::{
+    TempDir, VARIABLE_NAMES, free_port, library, probe_path, require_root, tool, unique,
+};
 
 /// A child process to run: a program, its arguments and exactly the environment given (plus
 /// `PATH`).
@@ -319,63 +213,6 @@ pub fn configured() -> String {
     options(1, 61, 7, 4, 45000)
 }
 
-/// Fails (never skips) when the test is not running as root.
-pub fn require_root(what: &str) {
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
-    assert_eq!(
-        euid, 0,
-        "this test needs root ({what}); CI runs as root, run it with sudo"
-    );
-}
-
-/// Path of a program found in PATH (or the usual sbin directories), or a failure naming the
-/// Debian package that provides it.
-pub fn tool(name: &str, package: &str) -> PathBuf {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|path| std::env::split_paths(&path).collect())
-        .unwrap_or_default();
-    dirs.extend(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from));
-    dirs.into_iter()
-        .map(|dir| dir.join(name))
-        .find(|path| path.is_file())
-        .unwrap_or_else(|| panic!("`{name}` not found: install the Debian package {package}"))
-}
-
-/// A TCP port that was free a moment ago (bound, read, released).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("bind an ephemeral port")
-}
-
-/// A scratch directory of its own (tests run in parallel), removed when dropped.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "keepalive-preload-test-{}-{}-{name}",
-            std::process::id(),
-            unique()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create scratch directory");
-        Self(dir)
-    }
-
-    pub fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// Copies a file and sets its mode.
 pub fn copy_with_mode(from: &Path, to: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
@@ -499,10 +336,4 @@ pub fn traced_options(calls: &[String]) -> Vec<String> {
             format!("{}={value}", fields.get(2).unwrap_or(&"?"))
         })
         .collect()
-}
-
-fn unique() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    NEXT.fetch_add(1, Ordering::Relaxed)
 }

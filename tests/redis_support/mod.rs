@@ -1,6 +1,6 @@
-//! Support of `tests/redis_cluster.rs`: find the library, the command and the harness, start
-//! and stop clusters through `scripts/redis-cluster`, read its tab-separated output, and the
-//! systemd checks.
+//! Support of `tests/redis_cluster.rs`: start and stop clusters through `scripts/redis-cluster`,
+//! read its tab-separated output, and the systemd checks. The library and the command are
+//! found (or built) by `testkit`.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -8,9 +8,10 @@ use std::fmt;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+use testkit::{command, library, require_root, scratch_path, tool};
 
 /// Where the Debian package (and the units) put the library and the command.
 pub const INSTALLED_LIBRARY: &str = "/usr/lib/x86_64-linux-gnu/libkeepalive_preload.so";
@@ -29,72 +30,13 @@ fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let deps = exe.parent().expect("test executable has a directory");
-    if deps.file_name().is_some_and(|name| name == "deps") {
-        deps.parent().expect("deps has a parent").to_owned()
-    } else {
-        deps.to_owned()
-    }
-}
-
-fn path_from_env(name: &str) -> Option<PathBuf> {
-    std::env::var_os(name)
-        .filter(|value| !value.is_empty())
-        .map(PathBuf::from)
-}
-
-/// `KEEPALIVE_PRELOAD_LIB`, else next to the test executable (the shared test helpers).
-pub fn library() -> PathBuf {
-    crate::common::library()
-}
-
-/// `KEEPALIVE_PRELOAD_BIN`, else `target/<profile>/keepalive-preload` (built by
-/// `cargo test --workspace`), else built now into a target directory of its own (the outer
-/// cargo holds the lock on the normal one).
-pub fn command() -> PathBuf {
-    static COMMAND: OnceLock<PathBuf> = OnceLock::new();
-    COMMAND
-        .get_or_init(|| {
-            if let Some(path) = path_from_env("KEEPALIVE_PRELOAD_BIN") {
-                return path;
-            }
-            let profile = profile_dir();
-            let beside = profile.join("keepalive-preload");
-            if beside.is_file() {
-                return beside;
-            }
-            let target = profile.join("kp-cli-build");
-            let status = Command::new(env!("CARGO"))
-                .args([
-                    "build",
-                    "--quiet",
-                    "-p",
-                    "keepalive-preload-cli",
-                    "--manifest-path",
-                ])
-                .arg(repo().join("Cargo.toml"))
-                .arg("--target-dir")
-                .arg(&target)
-                .status()
-                .expect("run cargo build -p keepalive-preload-cli");
-            assert!(
-                status.success(),
-                "cargo build -p keepalive-preload-cli failed"
-            );
-            target.join("debug").join("keepalive-preload")
-        })
-        .clone()
-}
-
 fn harness_path() -> PathBuf {
     repo().join("scripts").join("redis-cluster")
 }
 
 /// Root and the tools of the Redis tests, or a failure that says what is missing.
 pub fn require() {
-    crate::common::require_root("network namespaces, iptables, pidfd_getfd of redis-server");
+    require_root("network namespaces, iptables, pidfd_getfd of redis-server");
     for (program, package) in [
         ("redis-server", "redis-server"),
         ("redis-cli", "redis-tools"),
@@ -102,7 +44,7 @@ pub fn require() {
         ("iptables", "iptables"),
         ("ip", "iproute2"),
     ] {
-        crate::common::tool(program, package);
+        tool(program, package);
     }
     let python = Command::new("/usr/bin/python3")
         .args(["-c", "import redis"])
@@ -298,15 +240,6 @@ fn parse_nodes(tsv: &str) -> Vec<Node> {
         .collect()
 }
 
-fn unique_dir(name: &str) -> PathBuf {
-    static N: AtomicU32 = AtomicU32::new(0);
-    std::env::temp_dir().join(format!(
-        "kp-redis-{}-{}-{name}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ))
-}
-
 /// A cluster started by the harness; stopped (and checked gone) by `down`, or on drop.
 pub struct Cluster {
     pub dir: PathBuf,
@@ -317,7 +250,7 @@ pub struct Cluster {
 impl Cluster {
     /// `redis-cluster up` with `extra` arguments, the library when `with_library`, and `env`.
     pub fn up(name: &str, extra: &[&str], with_library: bool, env: &[String]) -> Self {
-        let dir = unique_dir(name);
+        let dir = scratch_path(name);
         let mut command = harness_command();
         command.arg("up").arg("--dir").arg(&dir).args(extra);
         if with_library {
@@ -443,7 +376,7 @@ fn assert_nothing_left(nodes: &[Node]) {
 /// `up --netns` interrupted with SIGINT while it starts nodes: it exits 130 and leaves no
 /// process and no namespace behind.
 pub fn interrupted_up_leaves_nothing() {
-    let dir = unique_dir("interrupted");
+    let dir = scratch_path("interrupted");
     let mut child = harness_command()
         .args(["up", "--netns", "--nodes", "6", "--dir"])
         .arg(&dir)
@@ -663,7 +596,7 @@ pub fn systemd_paths_check() {
             text.replace(INSTALLED_COMMAND, &command().to_string_lossy())
         }
     };
-    let tmp = unique_dir("systemd");
+    let tmp = scratch_path("systemd");
     std::fs::create_dir_all(tmp.join("redis-server.service.d")).unwrap();
     std::fs::copy(debian, tmp.join("redis-server.service")).unwrap();
     std::fs::write(tmp.join("redis-cluster@.service"), rewrite(&cluster_text)).unwrap();
@@ -718,7 +651,7 @@ pub fn unit_exec_start_notifies_ready() {
     let text = std::fs::read_to_string(unit_dir().join("redis-cluster@.service")).unwrap();
     let assigned = assignments(&text);
     let port = free_port_pair();
-    let tmp = unique_dir("notify");
+    let tmp = scratch_path("notify");
     std::fs::create_dir_all(&tmp).unwrap();
     let mut env: Vec<(String, String)> = environment(&assigned);
     for (key, value) in &mut env {

@@ -1,12 +1,16 @@
-//! Helpers shared by the black-box tests of the `keepalive-preload` command.
+//! Helpers shared by the black-box tests of the `keepalive-preload` command. Finding the
+//! library, scratch directories and the root check come from `testkit`.
 #![allow(dead_code)] // each test file uses its own part
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::Value;
+
+// Each test file uses part of these too.
+#[allow(unused_imports)]
+pub use testkit::{TempDir, VARIABLE_NAMES, library, require_root};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_keepalive-preload");
 
@@ -20,8 +24,8 @@ pub fn command() -> Command {
 /// Removes LD_PRELOAD and every variable of the library from a child's environment.
 pub fn without_variables(command: &mut Command) {
     command.env_remove("LD_PRELOAD");
-    for variable in keepalive_config::VARIABLES {
-        command.env_remove(variable.name);
+    for variable in VARIABLE_NAMES {
+        command.env_remove(variable);
     }
 }
 
@@ -44,28 +48,6 @@ pub fn code(output: &Output) -> i32 {
         .unwrap_or_else(|| panic!("killed by a signal: {output:?}"))
 }
 
-/// target/<profile>/, found from the test executable (target/<profile>/deps/test-hash).
-pub fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("the test executable is in target/<profile>/deps/")
-        .to_path_buf()
-}
-
-/// The library: KEEPALIVE_PRELOAD_LIB, else target/<profile>/libkeepalive_preload.so.
-pub fn library() -> PathBuf {
-    let path = std::env::var_os("KEEPALIVE_PRELOAD_LIB")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| profile_dir().join("libkeepalive_preload.so"));
-    assert!(
-        path.is_file(),
-        "the library {} is not built: run `cargo build -p keepalive-preload` (same target dir and profile) or set KEEPALIVE_PRELOAD_LIB",
-        path.display()
-    );
-    std::fs::canonicalize(&path).expect("canonicalize library")
-}
-
 /// Debian's python3 (dynamically linked, so LD_PRELOAD applies), else python3 from PATH.
 pub fn python() -> &'static str {
     if Path::new("/usr/bin/python3").is_file() {
@@ -75,46 +57,9 @@ pub fn python() -> &'static str {
     }
 }
 
-/// inspect reads other processes' sockets: CI runs the tests as root. Fail, never skip.
-pub fn require_root() {
-    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
-    let euid = status
-        .lines()
-        .find_map(|line| line.strip_prefix("Uid:"))
-        .and_then(|ids| ids.split_whitespace().nth(1))
-        .expect("Uid: line");
-    assert_eq!(
-        euid, "0",
-        "these inspect tests need root (pidfd_getfd on other processes, setpriv); run them as root as CI does"
-    );
-}
-
-/// A directory of its own under the system temp dir, removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(name: &str) -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "kp-cli-{}-{}-{name}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("create temp dir");
-        Self(path)
-    }
-
-    pub fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+/// Why the inspect tests need root, for `require_root`.
+pub const INSPECT_NEEDS_ROOT: &str =
+    "inspect reads other processes' sockets with pidfd_getfd; setpriv";
 
 /// Compiles C source with gcc into `dir/name` with the extra flags (e.g. -static, -shared).
 pub fn gcc(dir: &TempDir, name: &str, source: &str, flags: &[&str]) -> PathBuf {

@@ -1,0 +1,276 @@
+//! Support code shared by the black-box tests of the workspace (`tests/`, `cli/tests/`): find
+//! the preload library, `kp-probe` and the `keepalive-preload` command (building them on demand
+//! when cargo did not), scratch directories, and the checks for root and for tools.
+//!
+//! It never depends on the `keepalive-preload` crate: its exported hooks would interpose the
+//! test binaries themselves.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The library's file name.
+pub const LIBRARY_NAME: &str = "libkeepalive_preload.so";
+
+/// The names of every variable the library reads, in `keepalive_config::VARIABLES` order.
+pub const VARIABLE_NAMES: [&str; keepalive_config::VARIABLES.len()] = {
+    let mut names = [""; keepalive_config::VARIABLES.len()];
+    let mut index = 0;
+    while index < names.len() {
+        names[index] = keepalive_config::VARIABLES[index].name;
+        index += 1;
+    }
+    names
+};
+
+/// The profile directory of the running test (`target/<profile>`): the test executable lives
+/// in `target/<profile>/deps`.
+pub fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let deps = exe.parent().expect("test executable has a directory");
+    if deps.file_name().is_some_and(|name| name == "deps") {
+        deps.parent().expect("deps has a parent").to_owned()
+    } else {
+        deps.to_owned()
+    }
+}
+
+/// The workspace's root directory (where its Cargo.toml is).
+pub fn workspace_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("testkit lies in the workspace")
+}
+
+/// A file cargo builds for the tests and how to find it.
+struct Artifact {
+    /// The variable that names the file; it wins over everything.
+    variable: &'static str,
+    /// The file's name in `target/<profile>` (or `target/<profile>/deps`).
+    file: &'static str,
+    /// The package that builds it.
+    package: &'static str,
+    /// When built on demand, also link it into `target/<profile>`, where `cargo build` puts it.
+    link_into_profile: bool,
+}
+
+/// `variable`, else `target/<profile>/deps/<file>` (where `cargo test` puts a cdylib), else
+/// `target/<profile>/<file>`, else built now with `cargo build -p <package>` into a target
+/// directory of its own (the outer cargo holds the lock on the normal one).
+fn find_or_build(artifact: &Artifact) -> PathBuf {
+    if let Some(path) = path_from_env(artifact.variable) {
+        return path;
+    }
+    let profile = profile_dir();
+    let target = profile.join("testkit-build");
+    let candidates = [
+        profile.join("deps").join(artifact.file),
+        profile.join(artifact.file),
+    ];
+    // A link made by an earlier build on demand is not trusted: building again refreshes it.
+    if let Some(found) = candidates
+        .iter()
+        .find(|path| path.is_file() && !linked_from(path, &target))
+    {
+        return found.clone();
+    }
+    let built = build(artifact, &profile, &target, &candidates);
+    if artifact.link_into_profile {
+        link(&built, &profile.join(artifact.file), &target);
+    }
+    built
+}
+
+fn build(artifact: &Artifact, profile: &Path, target: &Path, candidates: &[PathBuf]) -> PathBuf {
+    let Artifact {
+        variable,
+        file,
+        package,
+        ..
+    } = artifact;
+    let release = profile.file_name().is_some_and(|name| name == "release");
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo
+        .args(["build", "--quiet", "-p", package, "--manifest-path"])
+        .arg(workspace_root().join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(target);
+    if release {
+        cargo.arg("--release");
+    }
+    let status = cargo
+        .status()
+        .unwrap_or_else(|error| panic!("run cargo to build {package}: {error}"));
+    assert!(
+        status.success(),
+        "{file} not found in {candidates:?} and `cargo build -p {package} --target-dir {}` failed ({status}); build it (same target dir and profile) or set {variable}",
+        target.display()
+    );
+    let built = target
+        .join(if release { "release" } else { "debug" })
+        .join(file);
+    assert!(
+        built.is_file(),
+        "`cargo build -p {package}` built no {}; set {variable}",
+        built.display()
+    );
+    built
+}
+
+/// Whether `path` is a symbolic link into the target directory of the builds on demand.
+fn linked_from(path: &Path, target: &Path) -> bool {
+    std::fs::read_link(path).is_ok_and(|to| to.starts_with(target))
+}
+
+/// Makes `place` a symbolic link to `built`, unless a file cargo made is there.
+fn link(built: &Path, place: &Path, target: &Path) {
+    if linked_from(place, target) {
+        let _ = std::fs::remove_file(place);
+    } else if place.symlink_metadata().is_ok() {
+        return;
+    }
+    match std::os::unix::fs::symlink(built, place) {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(error) => panic!("link {} to {}: {error}", place.display(), built.display()),
+    }
+}
+
+/// The file a variable names, made absolute; an empty variable counts as unset, one naming no
+/// file is a failure.
+fn path_from_env(variable: &str) -> Option<PathBuf> {
+    let path = PathBuf::from(std::env::var_os(variable).filter(|value| !value.is_empty())?);
+    assert!(
+        path.is_file(),
+        "{variable}={} is not a file",
+        path.display()
+    );
+    Some(std::path::absolute(&path).expect("absolute path"))
+}
+
+/// The preload library, canonical: `KEEPALIVE_PRELOAD_LIB`, else next to the test executable
+/// (`target/<profile>/deps`, where `cargo test` builds it), else `target/<profile>`, else built
+/// now with `cargo build -p keepalive-preload` into a target directory of its own and linked
+/// into `target/<profile>`: there `cargo build --workspace` leaves it next to the command, whose
+/// tests run it without `--library` (`cargo test -p keepalive-preload-cli` alone builds no
+/// library).
+pub fn library() -> PathBuf {
+    static LIBRARY: OnceLock<PathBuf> = OnceLock::new();
+    LIBRARY
+        .get_or_init(|| {
+            let path = find_or_build(&Artifact {
+                variable: "KEEPALIVE_PRELOAD_LIB",
+                file: LIBRARY_NAME,
+                package: "keepalive-preload",
+                link_into_profile: true,
+            });
+            std::fs::canonicalize(&path).unwrap_or_else(|error| {
+                panic!("canonicalize the library {}: {error}", path.display())
+            })
+        })
+        .clone()
+}
+
+/// `kp-probe`: `KP_PROBE`, else `target/<profile>/kp-probe` (built by `cargo test --workspace`
+/// through the probe's own tests), else built now with `cargo build -p kp-probe` into a target
+/// directory of its own.
+pub fn probe_path() -> PathBuf {
+    static PROBE: OnceLock<PathBuf> = OnceLock::new();
+    PROBE
+        .get_or_init(|| {
+            find_or_build(&Artifact {
+                variable: "KP_PROBE",
+                file: "kp-probe",
+                package: "kp-probe",
+                link_into_profile: false,
+            })
+        })
+        .clone()
+}
+
+/// The `keepalive-preload` command: `KEEPALIVE_PRELOAD_BIN`, else
+/// `target/<profile>/keepalive-preload` (built by `cargo test --workspace`), else built now with
+/// `cargo build -p keepalive-preload-cli` into a target directory of its own.
+pub fn command() -> PathBuf {
+    static COMMAND: OnceLock<PathBuf> = OnceLock::new();
+    COMMAND
+        .get_or_init(|| {
+            find_or_build(&Artifact {
+                variable: "KEEPALIVE_PRELOAD_BIN",
+                file: "keepalive-preload",
+                package: "keepalive-preload-cli",
+                link_into_profile: false,
+            })
+        })
+        .clone()
+}
+
+/// Fails (never skips) when the test is not running as root; `what` says what needs it.
+pub fn require_root(what: &str) {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "this test needs root ({what}); CI runs as root, run it with sudo"
+    );
+}
+
+/// Path of a program found in PATH (or the usual sbin directories), or a failure naming the
+/// Debian package that provides it.
+pub fn tool(name: &str, package: &str) -> PathBuf {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).collect())
+        .unwrap_or_default();
+    dirs.extend(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from));
+    dirs.into_iter()
+        .map(|dir| dir.join(name))
+        .find(|path| path.is_file())
+        .unwrap_or_else(|| panic!("`{name}` not found: install the Debian package {package}"))
+}
+
+/// A TCP port that was free a moment ago (bound, read, released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("bind an ephemeral port")
+}
+
+/// A number not returned before in this process.
+pub fn unique() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A path under the system temp dir that no other test (of this or another test process)
+/// uses; nothing is created there.
+pub fn scratch_path(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "keepalive-preload-test-{}-{}-{name}",
+        std::process::id(),
+        unique()
+    ))
+}
+
+/// A scratch directory of its own (tests run in parallel), removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> Self {
+        let dir = scratch_path(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create scratch directory");
+        Self(dir)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
