@@ -310,7 +310,7 @@ class Bench:
     def row_syscalls(self):
         small, large = self.sizes["strace"]
         port = free_port()
-        other = port + 1 if port < 65535 else port - 1
+        other = port - 1
         cases = [
             ("3a", "TCP socket()+close()", "tcp-socket", (), {}, True),
             ("3b", "UDP socket()+close()", "udp-socket", (), {}, False),
@@ -537,7 +537,7 @@ class Bench:
 
     def start_redis(self, variant):
         """redis-server under `variant` on a free port; returns (process, port) once it answers."""
-        port = free_port(16379, 18379)
+        port = free_port()
         directory = os.path.join(self.tmp, f"redis-{port}")
         os.makedirs(directory, exist_ok=True)
         server = subprocess.Popen(
@@ -688,7 +688,7 @@ class Bench:
             "of several samples per column. Nearly all of a preload's VmRSS is its file-backed pages: the kernel "
             "maps a whole neighbourhood of the file at each page fault, so VmRSS added follows the size of the "
             "shared object (and of libgcc_s.so.1 that a Rust std cdylib needs).",
-            "- **5** four `redis-server`s on 127.0.0.1 and free ports, one per column (the preload is in the "
+            "- **5** four `redis-server`s on 127.0.0.1, on free ports above the ephemeral range, one per column (the preload is in the "
             "server only; `redis-benchmark` is never preloaded), all running at once; each round runs "
             "`redis-benchmark -c 50 -t set,get --csv` with a fixed request count against each in turn, "
             "persistent and with `-k 0`. Requests/s ratios are per round; 5e–5f add the server's CPU time per "
@@ -776,7 +776,15 @@ def loadavg():
         return " ".join(file.read().split()[:3])
 
 
-def free_port(low=20000, high=30000):
+def free_port():
+    """A free loopback port above the ephemeral range (so no connect() is handed it) and away
+    from the 10001-29999 the Redis cluster harness uses; below the range if there is no room."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as file:
+            first, last = map(int, file.read().split())
+    except (OSError, ValueError):
+        first, last = 32768, 60999
+    low, high = (last + 1, 65536) if last < 64535 else (30000, max(first, 30001))
     for _ in range(100):
         port = random.randrange(low, high)
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
