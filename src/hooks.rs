@@ -22,26 +22,32 @@ fn quietly<T: Default>(work: impl FnOnce() -> T) -> T {
 /// The C `socket` contract.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn socket(domain: c_int, kind: c_int, protocol: c_int) -> c_int {
-    let Some(real) = real::socket() else {
-        return sys::unavailable();
-    };
+    let real = real::socket();
     // SAFETY: the program's own call, forwarded unchanged.
     let fd = unsafe { real(domain, kind, protocol) };
-    if fd >= 0 {
-        quietly(|| policy::after_socket(fd, domain, kind, protocol));
+    if fd >= 0 && !policy::socket_fast(fd, domain, kind, protocol) {
+        socket_in_general(fd, domain, kind, protocol);
     }
     fd
+}
+
+/// socket()'s general path (init not done yet, address filters, debug log), kept out of
+/// the hook so that the fast path saves fewer registers.
+#[cold]
+#[inline(never)]
+fn socket_in_general(fd: c_int, domain: c_int, kind: c_int, protocol: c_int) {
+    quietly(|| policy::after_socket(fd, domain, kind, protocol));
 }
 
 /// # Safety
 /// The C `connect` contract.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn connect(fd: c_int, address: *const sockaddr, length: socklen_t) -> c_int {
-    let Some(real) = real::connect() else {
-        return sys::unavailable();
-    };
-    // SAFETY: the program passes an address readable for `length` bytes, as connect requires.
-    quietly(|| unsafe { policy::before_connect(fd, address, length) });
+    let real = real::connect();
+    if policy::connect_may_decide(fd) {
+        // SAFETY: the program passes an address readable for `length` bytes, as connect requires.
+        quietly(|| unsafe { policy::before_connect(fd, address, length) });
+    }
     // SAFETY: the program's own call, forwarded unchanged.
     unsafe { real(fd, address, length) }
 }
@@ -50,9 +56,7 @@ pub unsafe extern "C" fn connect(fd: c_int, address: *const sockaddr, length: so
 /// The C `listen` contract.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn listen(fd: c_int, backlog: c_int) -> c_int {
-    let Some(real) = real::listen() else {
-        return sys::unavailable();
-    };
+    let real = real::listen();
     quietly(|| policy::before_listen(fd));
     // SAFETY: the program's own call, forwarded unchanged.
     let result = unsafe { real(fd, backlog) };
@@ -70,14 +74,12 @@ pub unsafe extern "C" fn accept(
     address: *mut sockaddr,
     length: *mut socklen_t,
 ) -> c_int {
-    let Some(real) = real::accept() else {
-        return sys::unavailable();
-    };
+    let real = real::accept();
     // SAFETY: accept reads *length too (or it is null).
     let offered = unsafe { policy::offered_length(length) };
     // SAFETY: the program's own call, forwarded unchanged.
     let accepted = unsafe { real(fd, address, length) };
-    if accepted >= 0 {
+    if accepted >= 0 && !policy::accept_fast(fd, accepted) {
         // SAFETY: the kernel has just filled address/length (or both are null).
         quietly(|| unsafe { policy::after_accept(fd, accepted, address, offered, length) });
     }
@@ -93,14 +95,12 @@ pub unsafe extern "C" fn accept4(
     length: *mut socklen_t,
     flags: c_int,
 ) -> c_int {
-    let Some(real) = real::accept4() else {
-        return sys::unavailable();
-    };
+    let real = real::accept4();
     // SAFETY: accept reads *length too (or it is null).
     let offered = unsafe { policy::offered_length(length) };
     // SAFETY: the program's own call, forwarded unchanged.
     let accepted = unsafe { real(fd, address, length, flags) };
-    if accepted >= 0 {
+    if accepted >= 0 && !policy::accept_fast(fd, accepted) {
         // SAFETY: the kernel has just filled address/length (or both are null).
         quietly(|| unsafe { policy::after_accept(fd, accepted, address, offered, length) });
     }
@@ -117,9 +117,7 @@ pub unsafe extern "C" fn setsockopt(
     value: *const c_void,
     length: socklen_t,
 ) -> c_int {
-    let Some(real) = real::setsockopt() else {
-        return sys::unavailable();
-    };
+    let real = real::setsockopt();
     // SAFETY: the program passes a value readable for `length` bytes, as setsockopt requires.
     let replacement =
         quietly(|| unsafe { policy::setsockopt_replacement(fd, level, name, value, length) });
@@ -143,9 +141,7 @@ pub unsafe extern "C" fn setsockopt(
 /// The C `close` contract.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn close(fd: c_int) -> c_int {
-    let Some(real) = real::close() else {
-        return sys::unavailable();
-    };
+    let real = real::close();
     // Before the real close: once it returns, another thread may get this number back.
     fdstate::forget(fd);
     // SAFETY: the program's own call, forwarded unchanged.
@@ -156,9 +152,7 @@ pub unsafe extern "C" fn close(fd: c_int) -> c_int {
 /// The C `dup2` contract.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn dup2(from: c_int, to: c_int) -> c_int {
-    let Some(real) = real::dup2() else {
-        return sys::unavailable();
-    };
+    let real = real::dup2();
     // SAFETY: the program's own call, forwarded unchanged.
     let result = unsafe { real(from, to) };
     if result >= 0 {
@@ -171,9 +165,7 @@ pub unsafe extern "C" fn dup2(from: c_int, to: c_int) -> c_int {
 /// The C `dup3` contract.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn dup3(from: c_int, to: c_int, flags: c_int) -> c_int {
-    let Some(real) = real::dup3() else {
-        return sys::unavailable();
-    };
+    let real = real::dup3();
     // SAFETY: the program's own call, forwarded unchanged.
     let result = unsafe { real(from, to, flags) };
     if result >= 0 {

@@ -95,6 +95,46 @@ fn is_tcp_request(domain: c_int, kind: c_int, protocol: c_int) -> bool {
         && matches!(protocol, 0 | libc::IPPROTO_TCP)
 }
 
+/// socket()'s fast path, once the runtime is published for it (no address filter, no debug
+/// log): records the verdict and makes one raw setsockopt per planned option. Touches neither
+/// errno nor anything that can panic. False when the general path must run instead.
+#[inline(always)]
+pub fn socket_fast(fd: c_int, domain: c_int, kind: c_int, protocol: c_int) -> bool {
+    let Some(runtime) = runtime::loaded() else {
+        return false;
+    };
+    if !is_tcp_request(domain, kind, protocol) {
+        fdstate::set(fd, Verdict::Ignored);
+        return true;
+    }
+    fdstate::set(fd, Verdict::Managed);
+    for step in runtime.plan() {
+        let _ = sys::raw_set_int(fd, step.level, step.name, step.value);
+    }
+    true
+}
+
+/// Whether connect() can change anything: only a socket still waiting for an address.
+#[inline(always)]
+pub fn connect_may_decide(fd: c_int) -> bool {
+    fdstate::get(fd).verdict() == Verdict::Pending
+}
+
+/// accept()'s fast path: a socket accepted from a listener already judged inherits its
+/// verdict (the kernel copied the options). False when the general path must run.
+#[inline(always)]
+pub fn accept_fast(listener: c_int, fd: c_int) -> bool {
+    if runtime::loaded().is_none() {
+        return false;
+    }
+    let verdict = fdstate::get(listener).verdict();
+    if !matches!(verdict, Verdict::Managed | Verdict::Ignored) {
+        return false;
+    }
+    fdstate::set(fd, verdict);
+    true
+}
+
 pub fn after_socket(fd: c_int, domain: c_int, kind: c_int, protocol: c_int) {
     let Some(runtime) = runtime::active() else {
         return;

@@ -5,6 +5,7 @@
 use std::cell::Cell;
 use std::ffi::c_int;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicPtr, Ordering};
 
 use keepalive_config::{Config, KernelDefaults, LogLevel, NetSet, Override, PortSet, preload_list};
 
@@ -25,6 +26,8 @@ pub struct Runtime {
     planned: usize,
     pub ports: Option<PortSet>,
     pub nets: Option<NetSet>,
+    /// socket() may take the fast path: no address filter, no debug log.
+    pub fast: bool,
 }
 
 impl Runtime {
@@ -69,6 +72,18 @@ thread_local! {
     static LOADING: Cell<bool> = const { Cell::new(false) };
 }
 
+/// The runtime, published once loaded when socket()/accept() may take their fast paths (no
+/// address filter, no debug log); null otherwise. One load and one test in a hook.
+static FAST: AtomicPtr<Runtime> = AtomicPtr::new(std::ptr::null_mut());
+
+/// The runtime when the hooks' fast paths apply; never starts the load.
+#[inline(always)]
+pub fn loaded() -> Option<&'static Runtime> {
+    // SAFETY: only ever null or the address of the runtime inside RUNTIME, which lives (and
+    // is never changed) for the rest of the process.
+    unsafe { FAST.load(Ordering::Acquire).as_ref() }
+}
+
 /// The runtime when the library acts in this process; `None` when it does not (or while this
 /// thread is inside init, so that nothing we call there can recurse into a hook's work).
 pub fn active() -> Option<&'static Runtime> {
@@ -80,6 +95,9 @@ pub fn active() -> Option<&'static Runtime> {
     }
     LOADING.set(true);
     let runtime = RUNTIME.get_or_init(load);
+    if let Some(runtime) = runtime.as_ref().filter(|runtime| runtime.fast) {
+        FAST.store(std::ptr::from_ref(runtime).cast_mut(), Ordering::Release);
+    }
     LOADING.set(false);
     runtime.as_ref()
 }
@@ -158,7 +176,11 @@ fn runtime_from(config: Config, kernel: KernelDefaults) -> Runtime {
             planned += 1;
         }
     }
+    let fast = config.ports.is_none()
+        && config.nets.is_none()
+        && !crate::log::enabled(config.log, LogLevel::Debug);
     Runtime {
+        fast,
         log: config.log,
         policy: config.override_policy,
         settings,

@@ -97,7 +97,7 @@ pub struct OptionSetter(
 
 impl OptionSetter {
     pub fn resolve() -> Option<Self> {
-        real::setsockopt().map(Self)
+        Some(Self(real::setsockopt()))
     }
 
     /// Returns the errno of a failure.
@@ -184,7 +184,7 @@ pub unsafe fn decode_address(address: *const sockaddr, length: socklen_t) -> Opt
 /// The kernel's keepalive timings for new sockets (this network namespace's sysctls), read
 /// from a throwaway socket: the library reads no files.
 pub fn kernel_defaults() -> Option<KernelDefaults> {
-    let socket = real::socket()?;
+    let socket = real::socket();
     // SAFETY: plain socket creation with constant arguments.
     let fd = unsafe { socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
@@ -251,4 +251,38 @@ pub fn own_library_path() -> Option<&'static str> {
     }
     // SAFETY: non-null, NUL-terminated string owned by ld.so.
     unsafe { CStr::from_ptr(name) }.to_str().ok()
+}
+
+/// setsockopt(fd, level, name, &value, 4) as one `syscall` instruction: no libc wrapper, and
+/// errno is never touched (the kernel's result comes back in rax). True on success.
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+#[inline(always)]
+pub fn raw_set_int(fd: c_int, level: c_int, name: c_int, value: c_int) -> bool {
+    let result: isize;
+    // SAFETY: the setsockopt syscall reads 4 bytes at &value, which is live for the call.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            inlateout("rax") libc::SYS_setsockopt as isize => result,
+            in("rdi") fd as isize,
+            in("rsi") level as isize,
+            in("rdx") name as isize,
+            in("r10") &raw const value,
+            in("r8") size_of::<c_int>(),
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack, readonly),
+        );
+    }
+    result == 0
+}
+
+/// Elsewhere: the real setsockopt, with errno put back as it was.
+#[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+pub fn raw_set_int(fd: c_int, level: c_int, name: c_int, value: c_int) -> bool {
+    let saved = SavedErrno::save();
+    let done =
+        OptionSetter::resolve().is_some_and(|setter| setter.set(fd, level, name, value).is_ok());
+    saved.restore();
+    done
 }
