@@ -357,9 +357,7 @@ impl fmt::Display for Event {
 #[inline(always)]
 fn configure(runtime: &Runtime, fd: c_int, state: FdState, event: Event) {
     fdstate::set(fd, Verdict::Managed);
-    let Some(setter) = sys::OptionSetter::resolve() else {
-        return;
-    };
+    let setter = sys::OptionSetter::resolve();
     if !state.program_set_any() && !log::enabled(runtime.log, LogLevel::Debug) {
         // The path of nearly every socket, inlined into the hooks: one setsockopt per
         // configured option, nothing else (a failure would only be logged at debug level).

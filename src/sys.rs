@@ -96,8 +96,8 @@ pub struct OptionSetter(
 );
 
 impl OptionSetter {
-    pub fn resolve() -> Option<Self> {
-        Some(Self(real::setsockopt()))
+    pub fn resolve() -> Self {
+        Self(real::setsockopt())
     }
 
     /// Returns the errno of a failure.
@@ -281,8 +281,7 @@ pub fn raw_set_int(fd: c_int, level: c_int, name: c_int, value: c_int) -> bool {
 #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
 pub fn raw_set_int(fd: c_int, level: c_int, name: c_int, value: c_int) -> bool {
     let saved = SavedErrno::save();
-    let done =
-        OptionSetter::resolve().is_some_and(|setter| setter.set(fd, level, name, value).is_ok());
+    let done = OptionSetter::resolve().set(fd, level, name, value).is_ok();
     saved.restore();
     done
 }
