@@ -55,11 +55,6 @@ impl FdState {
             .unwrap_or(Verdict::Unknown)
     }
 
-    /// Whether the program set any of the options itself before we configured the socket.
-    pub fn program_set_any(self) -> bool {
-        self.0 & !VERDICT_BITS != 0
-    }
-
     /// Whether the program set this option itself before we configured the socket.
     pub fn program_set(self, option: SocketOption) -> bool {
         self.0 & program_bit(option) != 0

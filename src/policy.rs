@@ -354,30 +354,10 @@ impl fmt::Display for Event {
 
 /// Applies every configured option, one setsockopt each, and marks the socket managed.
 /// Options the program already set on a pending socket follow KEEPALIVE_OVERRIDE.
-#[inline(always)]
+/// (The common case, a new socket without address filters, takes `socket_fast` instead.)
 fn configure(runtime: &Runtime, fd: c_int, state: FdState, event: Event) {
     fdstate::set(fd, Verdict::Managed);
     let setter = sys::OptionSetter::resolve();
-    if !state.program_set_any() && !log::enabled(runtime.log, LogLevel::Debug) {
-        // The path of nearly every socket, inlined into the hooks: one setsockopt per
-        // configured option, nothing else (a failure would only be logged at debug level).
-        for step in runtime.plan() {
-            let _ = setter.set(fd, step.level, step.name, step.value);
-        }
-    } else {
-        configure_with_care(runtime, fd, state, event, setter);
-    }
-}
-
-/// Configuring a socket the program already set options on, or with debug logging.
-#[inline(never)]
-fn configure_with_care(
-    runtime: &Runtime,
-    fd: c_int,
-    state: FdState,
-    event: Event,
-    setter: sys::OptionSetter,
-) {
     let mut applied = Applied::default();
     for &Step {
         option,

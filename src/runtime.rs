@@ -18,8 +18,6 @@ use crate::sys;
 pub struct Runtime {
     pub log: LogLevel,
     pub policy: Override,
-    /// The value to apply per option (indexed by `SocketOption`); `None` leaves the kernel's.
-    pub settings: [Option<c_int>; SocketOption::COUNT],
     /// The configured options in the order they are applied, so that configuring a socket
     /// walks only what is set.
     plan: [Step; SocketOption::COUNT],
@@ -31,8 +29,12 @@ pub struct Runtime {
 }
 
 impl Runtime {
+    /// The value configured for `option`; `None` leaves the kernel's.
     pub fn setting(&self, option: SocketOption) -> Option<c_int> {
-        self.settings[option as usize]
+        self.plan()
+            .iter()
+            .find(|step| step.option == option)
+            .map(|step| step.value)
     }
 
     pub fn plan(&self) -> &[Step] {
@@ -162,28 +164,29 @@ fn load() -> Option<Runtime> {
 
 fn runtime_from(config: Config, kernel: KernelDefaults) -> Runtime {
     let as_int = |value: Option<u32>| value.and_then(|value| c_int::try_from(value).ok());
-    let mut settings = [None; SocketOption::COUNT];
-    settings[SocketOption::KeepAlive as usize] = Some(1);
-    settings[SocketOption::Idle as usize] = as_int(config.idle);
-    settings[SocketOption::Interval as usize] = as_int(config.interval);
-    settings[SocketOption::Count as usize] = as_int(config.count);
-    settings[SocketOption::UserTimeout as usize] = as_int(config.user_timeout_ms(kernel));
+    let values = [
+        (SocketOption::KeepAlive, Some(1)),
+        (SocketOption::Idle, as_int(config.idle)),
+        (SocketOption::Interval, as_int(config.interval)),
+        (SocketOption::Count, as_int(config.count)),
+        (
+            SocketOption::UserTimeout,
+            as_int(config.user_timeout_ms(kernel)),
+        ),
+    ];
     let mut plan = [Step::new(SocketOption::KeepAlive, 0); SocketOption::COUNT];
     let mut planned = 0;
-    for option in SocketOption::ALL {
-        if let Some(value) = settings[option as usize] {
+    for (option, value) in values {
+        if let Some(value) = value {
             plan[planned] = Step::new(option, value);
             planned += 1;
         }
     }
-    let fast = config.ports.is_none()
-        && config.nets.is_none()
-        && !crate::log::enabled(config.log, LogLevel::Debug);
+    let fast = !config.filters_by_address() && !crate::log::enabled(config.log, LogLevel::Debug);
     Runtime {
         fast,
         log: config.log,
         policy: config.override_policy,
-        settings,
         plan,
         planned,
         ports: config.ports,
