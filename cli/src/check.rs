@@ -2,13 +2,13 @@
 
 use std::process::ExitCode;
 
-use keepalive_config::{KernelDefaults, PREFIX, VARIABLES, parse};
+use keepalive_config::{KernelDefaults, PREFIX, VARIABLES};
 
 use crate::EXIT_ERROR;
 use crate::inspect::{LIBRARY_STEM, mapped_library};
 
 pub fn check() -> ExitCode {
-    let parsed = parse(|name| std::env::var_os(name));
+    let parsed = crate::settings::from_own_environment();
     let mut problems: Vec<String> = parsed.errors.iter().map(ToString::to_string).collect();
     let set: Vec<&str> = VARIABLES
         .iter()

@@ -11,9 +11,11 @@ use std::os::unix::ffi::OsStringExt;
 use std::process::ExitCode;
 
 use clap::Args;
-use keepalive_config::{Config, ConfigError, KernelDefaults, Override, PREFIX, parse};
+use keepalive_config::Role as TargetRole;
+use keepalive_config::{Config, ConfigError, KernelDefaults, Override, PREFIX};
 
 use crate::check::kernel_defaults;
+use crate::settings::{Filters, parse_kept};
 use crate::{EXIT_ERROR, Failure, environ, sys};
 
 #[derive(Args, Debug)]
@@ -68,8 +70,10 @@ pub struct Process {
 /// The configuration in a process's environment, with what it implies for the process.
 #[derive(Debug)]
 pub struct Expectation {
-    pub config: Config,
-    pub errors: Vec<ConfigError>,
+    pub config: Config<'static>,
+    pub errors: Vec<ConfigError<'static>>,
+    /// The lookup structures of its filters.
+    pub filters: Filters,
     pub kernel: KernelDefaults,
     /// KEEPALIVE is on and KEEPALIVE_PROGRAMS (if set) names this program.
     pub acts: bool,
@@ -494,11 +498,12 @@ fn read_expectation(pid: i32, process: &Process) -> Result<Expectation, Failure>
             Some((name, OsString::from_vec(entry[at + 1..].to_vec())))
         })
         .collect();
-    let parsed = parse(|name| variables.get(name).cloned());
+    let parsed = parse_kept(|name| variables.get(name).cloned());
     let acts = parsed.config.enabled && parsed.config.acts_in_program(program_names(process));
     Ok(Expectation {
+        filters: Filters::new(&parsed.config),
         config: parsed.config,
-        errors: parsed.errors,
+        errors: parsed.errors.iter().copied().collect(),
         kernel: kernel_defaults(),
         acts,
         source,
@@ -570,42 +575,31 @@ fn role(socket: &Socket, listening: &[u16]) -> Role {
     }
 }
 
-/// Whether the library should act on this socket under the filters.
-pub fn targeted(config: &Config, acts: bool, role: Role, socket: &Socket) -> bool {
-    if !acts {
+/// Whether the library should act on this socket: the one targeting rule of
+/// `keepalive-config`, with the role this process's listening ports imply.
+pub fn targeted(expectation: &Expectation, role: Role, socket: &Socket) -> bool {
+    if !expectation.acts {
         return false;
     }
-    if !config.filters_by_address() {
+    let targeting = expectation.filters.targeting();
+    if !targeting.filters_by_address() {
         return true;
     }
-    let port = match role {
-        Role::Listening | Role::Accepted => socket.local.map(|address| address.port()),
-        Role::Outgoing => socket.remote.map(|address| address.port()),
-        Role::Unconnected => None,
+    let role = match role {
+        Role::Listening => TargetRole::Listening,
+        Role::Accepted => TargetRole::Accepted,
+        Role::Outgoing => TargetRole::Connecting,
+        // Not judged by the filters until it connects or listens.
+        Role::Unconnected => return false,
     };
-    let Some(port) = port else {
-        return false;
-    };
-    if config
-        .ports
-        .as_ref()
-        .is_some_and(|ports| !ports.contains(port))
-    {
-        return false;
-    }
-    match &config.nets {
-        None => true,
-        // A listener has no peer: the library decides on its accepted sockets.
-        Some(_) if role == Role::Listening => false,
-        Some(nets) => socket
-            .remote
-            .is_some_and(|remote| nets.contains(remote.ip())),
-    }
+    targeting
+        .decide(role, socket.local, socket.remote)
+        .targeted()
 }
 
 pub fn judge(socket: &Socket, role: Role, expectation: &Expectation) -> Judgement {
     let config = &expectation.config;
-    if !targeted(config, expectation.acts, role, socket) {
+    if !targeted(expectation, role, socket) {
         return Judgement {
             role,
             expected: None,
@@ -953,10 +947,11 @@ mod tests {
 
     fn expectation(pairs: &[(&str, &str)]) -> Expectation {
         let map: HashMap<&str, &str> = pairs.iter().copied().collect();
-        let parsed = parse(|name| map.get(name).copied());
+        let parsed = parse_kept(|name| map.get(name).map(OsString::from));
         assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
         Expectation {
             acts: parsed.config.enabled,
+            filters: Filters::new(&parsed.config),
             config: parsed.config,
             errors: Vec::new(),
             kernel: KernelDefaults::default(),
@@ -1025,27 +1020,28 @@ mod tests {
     #[test]
     fn ports_filter_uses_remote_port_for_outgoing_and_local_for_accepted() {
         let expectation = expectation(&[("KEEPALIVE_PORTS", "17000-17999")]);
-        let config = &expectation.config;
         let outgoing = socket(1, "127.0.0.1:40000", Some("127.0.0.1:17001"), true);
-        assert!(targeted(config, true, Role::Outgoing, &outgoing));
+        assert!(targeted(&expectation, Role::Outgoing, &outgoing));
         let accepted = socket(1, "127.0.0.1:6379", Some("127.0.0.1:17001"), true);
-        assert!(!targeted(config, true, Role::Accepted, &accepted));
+        assert!(!targeted(&expectation, Role::Accepted, &accepted));
         let unconnected = socket(7, "0.0.0.0:0", None, true);
-        assert!(!targeted(config, true, Role::Unconnected, &unconnected));
-        assert!(!targeted(config, false, Role::Outgoing, &outgoing));
+        assert!(!targeted(&expectation, Role::Unconnected, &unconnected));
+        let off = Expectation {
+            acts: false,
+            ..expectation
+        };
+        assert!(!targeted(&off, Role::Outgoing, &outgoing));
     }
 
     #[test]
     fn nets_filter_uses_the_peer_and_skips_listeners() {
         let expectation = expectation(&[("KEEPALIVE_NETS", "10.0.0.0/8")]);
-        let config = &expectation.config;
         let inside = socket(1, "10.0.0.1:6379", Some("10.1.1.1:40000"), true);
         let outside = socket(1, "127.0.0.1:6379", Some("127.0.0.1:40000"), true);
-        assert!(targeted(config, true, Role::Accepted, &inside));
-        assert!(!targeted(config, true, Role::Accepted, &outside));
+        assert!(targeted(&expectation, Role::Accepted, &inside));
+        assert!(!targeted(&expectation, Role::Accepted, &outside));
         assert!(!targeted(
-            config,
-            true,
+            &expectation,
             Role::Listening,
             &socket(10, "0.0.0.0:6379", None, true)
         ));

@@ -6,6 +6,7 @@ mod check;
 mod environ;
 mod inspect;
 mod run;
+mod settings;
 mod sys;
 
 use std::process::ExitCode;

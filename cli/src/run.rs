@@ -12,7 +12,7 @@ use clap::Args;
 use keepalive_config::{
     KEEPALIVE, KEEPALIVE_INHERIT, KEEPALIVE_LOG, KEEPALIVE_NETS, KEEPALIVE_OVERRIDE,
     KEEPALIVE_PORTS, KEEPALIVE_PROGRAMS, KEEPALIVE_STRICT, KEEPALIVE_USER_TIMEOUT, KEEPCNT,
-    KEEPIDLE, KEEPINTVL, PREFIX, parse, preload_list,
+    KEEPIDLE, KEEPINTVL, PREFIX, preload_list,
 };
 
 use crate::{Failure, variable_help};
@@ -92,7 +92,7 @@ impl RunArgs {
 pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     let variables = args.variables();
     let program = &args.command[0];
-    let parsed = parse(|name| match variables.get(name) {
+    let parsed = crate::settings::parse_kept(|name| match variables.get(name) {
         Some(value) => Some(OsString::from(value)),
         None => std::env::var_os(name),
     });
@@ -205,7 +205,15 @@ pub fn prepend_preload(library: &Path, existing: Option<&OsStr>) -> Result<Strin
                 .ok_or_else(|| Failure::new("run: LD_PRELOAD is not UTF-8"))
         })
         .transpose()?;
-    Ok(preload_list::with_first(existing, library))
+    let mut rest = vec![0; existing.map_or(0, str::len)];
+    let rest = existing
+        .and_then(|list| preload_list::without(list, library, &mut rest))
+        .unwrap_or("");
+    Ok(if rest.is_empty() {
+        library.to_owned()
+    } else {
+        format!("{library}:{rest}")
+    })
 }
 
 /// The file `program` names, searched in PATH like execvp does when it has no slash.

@@ -1,280 +1,507 @@
-//! Targeting filters: which ports, peer networks and programs the library acts on.
+//! Targeting filters, validated once at parse and kept as the text the user wrote; each is
+//! turned into a lookup structure where it is used: ports into a 65,536-bit set, networks
+//! into sorted, merged address ranges searched in O(log n). No allocation: the caller owns
+//! the storage.
 
-use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use core::fmt;
+use core::net::IpAddr;
 
-/// Comma-separated ports and inclusive ascending ranges, e.g. `17000-17999,6379`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PortSet {
-    ranges: Vec<(u16, u16)>,
-}
+use crate::text::Quoted;
 
-impl PortSet {
-    /// Parses the list; on failure returns what is wrong with the first bad item.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let ranges = items(text)?
-            .map(|item| {
-                let (first, last) = match item.split_once('-') {
-                    Some((first, last)) => (port(first, item)?, port(last, item)?),
-                    None => {
-                        let single = port(item, item)?;
-                        (single, single)
-                    }
-                };
-                if first > last {
-                    return Err(format!("range \"{item}\" is not ascending"));
-                }
-                Ok((first, last))
-            })
-            .collect::<Result<_, String>>()?;
-        Ok(Self { ranges })
-    }
-
-    pub fn contains(&self, port: u16) -> bool {
-        self.ranges
-            .iter()
-            .any(|&(first, last)| (first..=last).contains(&port))
-    }
-}
-
-fn port(text: &str, item: &str) -> Result<u16, String> {
-    crate::value::count(text, 1, 65535)
-        .map(|port| port as u16)
-        .ok_or_else(|| format!("\"{item}\" is not a port in 1..65535 or a range like 17000-17999"))
-}
-
-impl fmt::Display for PortSet {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (index, &(first, last)) in self.ranges.iter().enumerate() {
-            let comma = if index == 0 { "" } else { "," };
-            if first == last {
-                write!(f, "{comma}{first}")?;
-            } else {
-                write!(f, "{comma}{first}-{last}")?;
-            }
-        }
-        Ok(())
-    }
-}
-
-/// One network: IPv4 networks are held as IPv4-mapped IPv6, so that IPv4 peers and
-/// IPv4-mapped IPv6 peers match them alike.
+/// Why a list was refused: the first bad item and what is wrong with it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Network {
-    base: u128,
-    prefix: u8,
-    /// What the user wrote, for display: IPv4 prefix length or IPv6 one.
-    shown: IpAddr,
-    shown_prefix: u8,
+pub enum ListProblem<'a> {
+    Empty,
+    EmptyItem,
+    BadPort(&'a str),
+    NotAscending(&'a str),
+    BadNetwork(&'a str),
+    BadPrefix {
+        item: &'a str,
+        prefix: &'a str,
+        width: u8,
+    },
+    BadProgram(&'a str),
 }
 
-impl Network {
-    fn mask(&self) -> u128 {
-        match self.prefix {
-            0 => 0,
-            bits => u128::MAX << (128 - u32::from(bits)),
-        }
-    }
-
-    fn contains(&self, address: u128) -> bool {
-        (address ^ self.base) & self.mask() == 0
-    }
-}
-
-/// Comma-separated CIDRs, IPv4 and IPv6; a bare address is a /32 or /128.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NetSet {
-    networks: Vec<Network>,
-}
-
-impl NetSet {
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let networks = items(text)?.map(network).collect::<Result<_, String>>()?;
-        Ok(Self { networks })
-    }
-
-    pub fn contains(&self, address: IpAddr) -> bool {
-        let mapped = match address {
-            IpAddr::V4(v4) => v4.to_ipv6_mapped(),
-            IpAddr::V6(v6) => v6,
-        };
-        let bits = u128::from(mapped);
-        self.networks.iter().any(|network| network.contains(bits))
-    }
-}
-
-fn network(item: &str) -> Result<Network, String> {
-    let (address, prefix) = match item.split_once('/') {
-        Some((address, prefix)) => (address, Some(prefix)),
-        None => (item, None),
-    };
-    let shown: IpAddr = address
-        .parse()
-        .map_err(|_| format!("\"{item}\" is not an IPv4 or IPv6 address or network"))?;
-    let width = if shown.is_ipv4() { 32 } else { 128 };
-    let shown_prefix = match prefix {
-        None => width,
-        Some(text) => crate::value::count(text, 0, u32::from(width))
-            .map(|bits| bits as u8)
-            .ok_or_else(|| format!("\"{item}\" has prefix length \"{text}\", not 0..{width}"))?,
-    };
-    let (mapped, prefix) = match shown {
-        IpAddr::V4(v4) => (v4.to_ipv6_mapped(), shown_prefix + 96),
-        IpAddr::V6(v6) => (v6, shown_prefix),
-    };
-    let mut network = Network {
-        base: u128::from(mapped),
-        prefix,
-        shown,
-        shown_prefix,
-    };
-    network.base &= network.mask();
-    Ok(network)
-}
-
-impl fmt::Display for NetSet {
+impl fmt::Display for ListProblem<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (index, network) in self.networks.iter().enumerate() {
-            let comma = if index == 0 { "" } else { "," };
-            let base = match network.shown {
-                IpAddr::V4(_) => IpAddr::V4(
-                    Ipv6Addr::from(network.base)
-                        .to_ipv4_mapped()
-                        .unwrap_or(Ipv4Addr::UNSPECIFIED),
-                ),
-                IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::from(network.base)),
-            };
-            write!(f, "{comma}{base}/{}", network.shown_prefix)?;
+        match *self {
+            Self::Empty => f.write_str("the list is empty"),
+            Self::EmptyItem => f.write_str("the list has an empty item"),
+            Self::BadPort(item) => write!(
+                f,
+                "{} is not a port in 1..65535 or a range like 17000-17999",
+                Quoted::str(item)
+            ),
+            Self::NotAscending(item) => write!(f, "range {} is not ascending", Quoted::str(item)),
+            Self::BadNetwork(item) => write!(
+                f,
+                "{} is not an IPv4 or IPv6 address or network",
+                Quoted::str(item)
+            ),
+            Self::BadPrefix {
+                item,
+                prefix,
+                width,
+            } => write!(
+                f,
+                "{} has prefix length {}, not 0..{width}",
+                Quoted::str(item),
+                Quoted::str(prefix)
+            ),
+            Self::BadProgram(item) => write!(
+                f,
+                "{} is not a program base name (no slash, no space)",
+                Quoted::str(item)
+            ),
         }
-        Ok(())
-    }
-}
-
-/// Comma-separated program base names, e.g. `redis-server,redis-sentinel`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ProgramSet {
-    names: Vec<String>,
-}
-
-impl ProgramSet {
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let names = items(text)?
-            .map(|name| {
-                if name.contains('/') || name.chars().any(char::is_whitespace) {
-                    Err(format!(
-                        "\"{name}\" is not a program base name (no slash, no space)"
-                    ))
-                } else {
-                    Ok(name.to_owned())
-                }
-            })
-            .collect::<Result<_, String>>()?;
-        Ok(Self { names })
-    }
-
-    /// True when the base name of any of `paths` is listed.
-    pub fn matches_any<'a>(&self, paths: impl IntoIterator<Item = &'a str>) -> bool {
-        paths.into_iter().any(|path| {
-            let base = path.rsplit('/').next().unwrap_or(path);
-            self.names.iter().any(|name| name == base)
-        })
-    }
-}
-
-impl fmt::Display for ProgramSet {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.names.join(","))
     }
 }
 
 /// Splits a comma-separated list, refusing an empty list or an empty item.
-fn items(text: &str) -> Result<impl Iterator<Item = &str>, String> {
+fn items(text: &str) -> Result<core::str::Split<'_, char>, ListProblem<'_>> {
     if text.is_empty() {
-        return Err("the list is empty".to_owned());
+        return Err(ListProblem::Empty);
     }
     if text.split(',').any(str::is_empty) {
-        return Err("the list has an empty item".to_owned());
+        return Err(ListProblem::EmptyItem);
     }
     Ok(text.split(','))
+}
+
+/// `KEEPALIVE_PORTS`: comma-separated ports and inclusive ascending ranges, e.g.
+/// `17000-17999,6379`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortList<'a> {
+    text: &'a str,
+}
+
+impl<'a> PortList<'a> {
+    pub fn parse(text: &'a str) -> Result<Self, ListProblem<'a>> {
+        for item in items(text)? {
+            range(item)?;
+        }
+        Ok(Self { text })
+    }
+
+    fn ranges(self) -> impl Iterator<Item = (u16, u16)> + 'a {
+        self.text.split(',').filter_map(|item| range(item).ok())
+    }
+
+    /// The lookup structure.
+    pub fn to_set(self) -> PortSet {
+        let mut set = PortSet::EMPTY;
+        self.fill(&mut set);
+        set
+    }
+
+    /// Fills `set` (for a caller that keeps it in place, such as a static).
+    pub fn fill(self, set: &mut PortSet) {
+        *set = PortSet::EMPTY;
+        for (first, last) in self.ranges() {
+            for port in first..=last {
+                set.insert(port);
+            }
+        }
+    }
+
+    /// Linear check without building the set, for a one-off question.
+    pub fn contains(self, port: u16) -> bool {
+        self.ranges()
+            .any(|(first, last)| first <= port && port <= last)
+    }
+
+    pub fn as_str(self) -> &'a str {
+        self.text
+    }
+}
+
+fn range(item: &str) -> Result<(u16, u16), ListProblem<'_>> {
+    let port = |text: &str| {
+        crate::value::count(text, 1, 65535)
+            .and_then(|port| u16::try_from(port).ok())
+            .ok_or(ListProblem::BadPort(item))
+    };
+    let (first, last) = match item.split_once('-') {
+        Some((first, last)) => (port(first)?, port(last)?),
+        None => {
+            let single = port(item)?;
+            (single, single)
+        }
+    };
+    if first > last {
+        return Err(ListProblem::NotAscending(item));
+    }
+    Ok((first, last))
+}
+
+/// A set of ports: one bit each, a lookup is one load.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PortSet {
+    bits: [u64; 1024],
+}
+
+impl PortSet {
+    pub const EMPTY: Self = Self { bits: [0; 1024] };
+
+    fn insert(&mut self, port: u16) {
+        if let Some(word) = self.bits.get_mut(usize::from(port >> 6)) {
+            *word |= 1 << (port & 63);
+        }
+    }
+
+    pub fn contains(&self, port: u16) -> bool {
+        self.bits
+            .get(usize::from(port >> 6))
+            .is_some_and(|word| word & (1 << (port & 63)) != 0)
+    }
+}
+
+impl fmt::Debug for PortSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let count: u32 = self.bits.iter().map(|word| word.count_ones()).sum();
+        write!(f, "PortSet({count} ports)")
+    }
+}
+
+/// An inclusive range of addresses, IPv4 held as IPv4-mapped IPv6 so that IPv4 peers and
+/// IPv4-mapped IPv6 peers match alike.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct NetRange {
+    pub first: u128,
+    pub last: u128,
+}
+
+/// `KEEPALIVE_NETS`: comma-separated CIDRs, IPv4 and IPv6; a bare address is a /32 or /128.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NetList<'a> {
+    text: &'a str,
+    count: usize,
+}
+
+impl<'a> NetList<'a> {
+    pub fn parse(text: &'a str) -> Result<Self, ListProblem<'a>> {
+        let mut count = 0;
+        for item in items(text)? {
+            network(item)?;
+            count += 1;
+        }
+        Ok(Self { text, count })
+    }
+
+    /// How many networks: the storage [`NetList::build`] needs.
+    pub fn len(self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.count == 0
+    }
+
+    pub fn as_str(self) -> &'a str {
+        self.text
+    }
+
+    /// Sorts and merges the networks into `storage` (at least [`NetList::len`] long; what does
+    /// not fit is left out) and returns the lookup structure over it.
+    pub fn build(self, storage: &mut [NetRange]) -> NetSet<'_> {
+        let mut used = 0;
+        for (slot, range) in storage
+            .iter_mut()
+            .zip(self.text.split(',').filter_map(|item| network(item).ok()))
+        {
+            *slot = range;
+            used += 1;
+        }
+        let filled = storage.get_mut(..used).unwrap_or(&mut []);
+        heap_sort(filled);
+        let merged = merge(filled);
+        NetSet {
+            ranges: storage.get(..merged).unwrap_or(&[]),
+        }
+    }
+
+    /// Linear check without building the set, for a one-off question.
+    pub fn contains(self, address: IpAddr) -> bool {
+        let address = mapped(address);
+        self.text
+            .split(',')
+            .filter_map(|item| network(item).ok())
+            .any(|range| range.first <= address && address <= range.last)
+    }
+}
+
+fn mapped(address: IpAddr) -> u128 {
+    match address {
+        IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
+        IpAddr::V6(v6) => u128::from(v6),
+    }
+}
+
+fn network(item: &str) -> Result<NetRange, ListProblem<'_>> {
+    let (address, prefix) = match item.split_once('/') {
+        Some((address, prefix)) => (address, Some(prefix)),
+        None => (item, None),
+    };
+    let address: IpAddr = address.parse().map_err(|_| ListProblem::BadNetwork(item))?;
+    let width: u8 = if address.is_ipv4() { 32 } else { 128 };
+    let bits = match prefix {
+        None => width,
+        Some(text) => crate::value::count(text, 0, u32::from(width))
+            .and_then(|bits| u8::try_from(bits).ok())
+            .ok_or(ListProblem::BadPrefix {
+                item,
+                prefix: text,
+                width,
+            })?,
+    };
+    let bits = u32::from(bits) + if address.is_ipv4() { 96 } else { 0 };
+    let host_mask = u128::MAX.checked_shr(bits).unwrap_or(0);
+    let base = mapped(address) & !host_mask;
+    Ok(NetRange {
+        first: base,
+        last: base | host_mask,
+    })
+}
+
+/// In-place heap sort: no allocation, no recursion, no index that can be out of bounds.
+fn heap_sort(ranges: &mut [NetRange]) {
+    let len = ranges.len();
+    for start in (0..len / 2).rev() {
+        sift_down(ranges, start, len);
+    }
+    for end in (1..len).rev() {
+        ranges.swap(0, end);
+        sift_down(ranges, 0, end);
+    }
+}
+
+fn sift_down(ranges: &mut [NetRange], mut root: usize, end: usize) {
+    let Some(heap) = ranges.get_mut(..end) else {
+        return;
+    };
+    loop {
+        let mut child = 2 * root + 1;
+        let (Some(&left), right) = (heap.get(child), heap.get(child + 1)) else {
+            return;
+        };
+        let mut larger = left;
+        if let Some(&right) = right
+            && right > left
+        {
+            child += 1;
+            larger = right;
+        }
+        let Some(parent) = heap.get_mut(root) else {
+            return;
+        };
+        if *parent >= larger {
+            return;
+        }
+        let above = *parent;
+        *parent = larger;
+        if let Some(below) = heap.get_mut(child) {
+            *below = above;
+        }
+        root = child;
+    }
+}
+
+/// Merges overlapping or adjacent sorted ranges to the front; returns how many remain.
+fn merge(ranges: &mut [NetRange]) -> usize {
+    let mut kept: usize = 0;
+    for index in 0..ranges.len() {
+        let Some(&range) = ranges.get(index) else {
+            break;
+        };
+        match kept.checked_sub(1).and_then(|last| ranges.get_mut(last)) {
+            Some(previous) if range.first <= previous.last.saturating_add(1) => {
+                previous.last = previous.last.max(range.last);
+            }
+            _ => {
+                if let Some(slot) = ranges.get_mut(kept) {
+                    *slot = range;
+                }
+                kept += 1;
+            }
+        }
+    }
+    kept
+}
+
+/// Networks as sorted, disjoint ranges: a lookup is a binary search.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NetSet<'s> {
+    ranges: &'s [NetRange],
+}
+
+impl<'s> NetSet<'s> {
+    /// Over ranges [`NetList::build`] already sorted and merged (kept by the caller).
+    pub fn from_sorted(ranges: &'s [NetRange]) -> Self {
+        Self { ranges }
+    }
+
+    /// How many disjoint ranges.
+    pub fn len(&self) -> usize {
+        self.ranges.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ranges.is_empty()
+    }
+
+    pub fn contains(&self, address: IpAddr) -> bool {
+        let address = mapped(address);
+        let (mut low, mut high) = (0, self.ranges.len());
+        while low < high {
+            let middle = low + (high - low) / 2;
+            let Some(range) = self.ranges.get(middle) else {
+                return false;
+            };
+            if address < range.first {
+                high = middle;
+            } else if address > range.last {
+                low = middle + 1;
+            } else {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// `KEEPALIVE_PROGRAMS`: comma-separated program base names, e.g. `redis-server,redis-sentinel`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProgramList<'a> {
+    text: &'a str,
+}
+
+impl<'a> ProgramList<'a> {
+    pub fn parse(text: &'a str) -> Result<Self, ListProblem<'a>> {
+        for name in items(text)? {
+            if name.contains('/') || name.chars().any(char::is_whitespace) {
+                return Err(ListProblem::BadProgram(name));
+            }
+        }
+        Ok(Self { text })
+    }
+
+    /// True when the base name of any of `paths` is listed.
+    pub fn matches_any<'p>(self, paths: impl IntoIterator<Item = &'p str>) -> bool {
+        paths.into_iter().any(|path| {
+            let base = path.rsplit('/').next().unwrap_or(path);
+            self.text.split(',').any(|name| name == base)
+        })
+    }
+
+    pub fn as_str(self) -> &'a str {
+        self.text
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use core::net::Ipv4Addr;
+    use std::string::ToString;
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
 
     #[test]
     fn ports_and_ranges() {
-        let set = PortSet::parse("17000-17999,6379").unwrap();
-        assert!(set.contains(17000) && set.contains(17999) && set.contains(6379));
-        assert!(!set.contains(16999) && !set.contains(18000) && !set.contains(6380));
-        assert_eq!(set.to_string(), "17000-17999,6379");
+        let list = PortList::parse("17000-17999,6379").unwrap();
+        let set = list.to_set();
+        for port in [17000, 17999, 6379] {
+            assert!(set.contains(port) && list.contains(port));
+        }
+        for port in [16999, 18000, 6380, 1, 65535] {
+            assert!(!set.contains(port) && !list.contains(port));
+        }
+        assert!(PortList::parse("1-65535").unwrap().to_set().contains(65535));
     }
 
     #[test]
     fn bad_ports_say_why() {
-        assert!(
-            PortSet::parse("17000-1700")
-                .unwrap_err()
-                .contains("not ascending")
-        );
-        assert!(PortSet::parse("0").is_err());
-        assert!(PortSet::parse("65536").is_err());
-        assert!(PortSet::parse("80,").unwrap_err().contains("empty item"));
-        assert!(PortSet::parse("").is_err());
-        assert!(PortSet::parse("1-2-3").is_err());
-        assert!(PortSet::parse(" 80").is_err());
+        let problem = |text| PortList::parse(text).unwrap_err().to_string();
+        assert!(problem("17000-1700").contains("not ascending"));
+        assert!(problem("0").contains("not a port"));
+        assert!(problem("65536").contains("not a port"));
+        assert!(problem("80,").contains("empty item"));
+        assert!(problem("").contains("empty"));
+        assert!(problem("1-2-3").contains("not a port"));
+        assert!(problem(" 80").contains("not a port"));
     }
 
     #[test]
     fn networks_match_ipv4_ipv6_and_mapped() {
-        let set = NetSet::parse("10.0.0.0/8,fd00::/8,192.168.1.7").unwrap();
-        assert!(set.contains("10.1.2.3".parse().unwrap()));
-        assert!(set.contains("::ffff:10.9.9.9".parse().unwrap()));
-        assert!(set.contains("fd12::1".parse().unwrap()));
-        assert!(set.contains("192.168.1.7".parse().unwrap()));
-        assert!(!set.contains("192.168.1.8".parse().unwrap()));
-        assert!(!set.contains("11.0.0.1".parse().unwrap()));
-        assert!(!set.contains("::1".parse().unwrap()));
-        assert_eq!(set.to_string(), "10.0.0.0/8,fd00::/8,192.168.1.7/32");
+        let list = NetList::parse("10.0.0.0/8,fd00::/8,192.168.1.7").unwrap();
+        let mut storage = [NetRange::default(); 3];
+        let set = list.build(&mut storage);
+        for yes in ["10.1.2.3", "::ffff:10.9.9.9", "fd12::1", "192.168.1.7"] {
+            assert!(set.contains(ip(yes)) && list.contains(ip(yes)), "{yes}");
+        }
+        for no in ["192.168.1.8", "11.0.0.1", "::1", "9.255.255.255"] {
+            assert!(!set.contains(ip(no)) && !list.contains(ip(no)), "{no}");
+        }
     }
 
     #[test]
     fn zero_prefix_matches_all_of_its_family() {
-        let any4 = NetSet::parse("0.0.0.0/0").unwrap();
-        assert!(any4.contains("8.8.8.8".parse().unwrap()));
-        assert!(!any4.contains("::1".parse().unwrap()));
+        let list = NetList::parse("0.0.0.0/0").unwrap();
+        let mut storage = [NetRange::default(); 1];
+        let set = list.build(&mut storage);
+        assert!(set.contains(ip("8.8.8.8")));
+        assert!(!set.contains(ip("::1")));
+        let mut storage = [NetRange::default(); 1];
         assert!(
-            NetSet::parse("::/0")
+            NetList::parse("::/0")
                 .unwrap()
-                .contains("::1".parse().unwrap())
+                .build(&mut storage)
+                .contains(ip("::1"))
         );
+    }
+
+    #[test]
+    fn thousands_of_networks_sort_merge_and_match_like_a_scan() {
+        let mut text = std::string::String::new();
+        for index in 0..6000u32 {
+            let (a, b) = ((index * 7919) % 250 + 1, (index * 104729) % 256);
+            if !text.is_empty() {
+                text.push(',');
+            }
+            text.push_str(&std::format!("{a}.{b}.{}.0/24", index % 256));
+        }
+        text.push_str(",10.0.0.0/8,10.1.0.0/16,fd00::/8");
+        let list = NetList::parse(&text).unwrap();
+        let mut storage = std::vec![NetRange::default(); list.len()];
+        let set = list.build(&mut storage);
+        for probe in 0..300u32 {
+            let address = IpAddr::V4(Ipv4Addr::from(probe.wrapping_mul(2654435761)));
+            assert_eq!(set.contains(address), list.contains(address), "{address}");
+        }
+        assert!(set.contains(ip("10.200.3.4")) && set.contains(ip("fdff::1")));
     }
 
     #[test]
     fn bad_networks_say_why() {
-        assert!(
-            NetSet::parse("10.0.0.0/33")
-                .unwrap_err()
-                .contains("prefix length")
-        );
-        assert!(
-            NetSet::parse("fd00::/129")
-                .unwrap_err()
-                .contains("prefix length")
-        );
-        assert!(NetSet::parse("10.0.0/8").is_err());
-        assert!(NetSet::parse("010.0.0.1").is_err());
-        assert!(NetSet::parse("10.0.0.0/").is_err());
-        assert!(NetSet::parse("host.example").is_err());
+        let problem = |text| NetList::parse(text).unwrap_err().to_string();
+        assert!(problem("10.0.0.0/33").contains("prefix length \"33\""));
+        assert!(problem("fd00::/129").contains("prefix length"));
+        for bad in ["10.0.0/8", "010.0.0.1", "10.0.0.0/", "host.example"] {
+            assert!(NetList::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
     fn programs_match_base_names() {
-        let set = ProgramSet::parse("redis-server,redis-sentinel").unwrap();
-        assert!(set.matches_any(["/usr/bin/redis-server"]));
-        assert!(set.matches_any(["/bin/sh", "redis-sentinel"]));
-        assert!(!set.matches_any(["/usr/bin/redis-cli", "redis-cli"]));
-        assert!(ProgramSet::parse("/usr/bin/redis-server").is_err());
-        assert!(ProgramSet::parse("a,,b").is_err());
+        let list = ProgramList::parse("redis-server,redis-sentinel").unwrap();
+        assert!(list.matches_any(["/usr/bin/redis-server"]));
+        assert!(list.matches_any(["/bin/sh", "redis-sentinel"]));
+        assert!(!list.matches_any(["/usr/bin/redis-cli", "redis-cli"]));
+        assert!(ProgramList::parse("/usr/bin/redis-server").is_err());
+        assert!(ProgramList::parse("a,,b").is_err());
     }
 }

@@ -1,29 +1,32 @@
 //! The LD_PRELOAD list: entries separated by colons or spaces, as ld.so reads it.
 
-/// Whether `entry` names the library at `library` (same path, or same file name).
-fn names_library(entry: &str, library: &str) -> bool {
-    let base = |path: &str| path.rsplit('/').next().unwrap_or(path).to_owned();
-    entry == library || base(entry) == base(library)
+fn base_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
 }
 
-fn entries(list: &str) -> impl Iterator<Item = &str> {
+/// Whether `entry` names the library at `library` (same path, or same file name).
+fn names_library(entry: &str, library: &str) -> bool {
+    entry == library || base_name(entry) == base_name(library)
+}
+
+/// The entries of the list, in order.
+pub fn entries(list: &str) -> impl Iterator<Item = &str> {
     list.split([':', ' ']).filter(|entry| !entry.is_empty())
 }
 
-/// The list without `library`, other entries kept in order; `None` when nothing is left.
-pub fn without(list: &str, library: &str) -> Option<String> {
-    let kept: Vec<&str> = entries(list)
-        .filter(|entry| !names_library(entry, library))
-        .collect();
-    (!kept.is_empty()).then(|| kept.join(":"))
-}
-
-/// `library` first, then the other entries of `list` in order (without a second copy of it).
-pub fn with_first(list: Option<&str>, library: &str) -> String {
-    match list.and_then(|list| without(list, library)) {
-        Some(rest) => format!("{library}:{rest}"),
-        None => library.to_owned(),
+/// The list without `library`, the other entries kept in order and joined by colons, written
+/// into `out`; `None` when `out` is too small. An empty result means nothing is left.
+pub fn without<'o>(list: &str, library: &str, out: &'o mut [u8]) -> Option<&'o str> {
+    let mut length = 0;
+    for entry in entries(list).filter(|entry| !names_library(entry, library)) {
+        let separator: &[u8] = if length == 0 { b"" } else { b":" };
+        for part in [separator, entry.as_bytes()] {
+            let end = length + part.len();
+            out.get_mut(length..end)?.copy_from_slice(part);
+            length = end;
+        }
     }
+    core::str::from_utf8(out.get(..length)?).ok()
 }
 
 #[cfg(test)]
@@ -32,26 +35,25 @@ mod tests {
 
     const OURS: &str = "/usr/lib/x86_64-linux-gnu/libkeepalive_preload.so";
 
-    #[test]
-    fn removes_only_this_library_and_keeps_order() {
-        assert_eq!(
-            without(&format!("/a/liba.so:{OURS} /b/libb.so"), OURS).as_deref(),
-            Some("/a/liba.so:/b/libb.so")
-        );
-        assert_eq!(without("libkeepalive_preload.so", OURS), None);
-        assert_eq!(without(OURS, OURS), None);
-        assert_eq!(
-            without("/x/libkeepalive.so", OURS).as_deref(),
-            Some("/x/libkeepalive.so")
-        );
+    fn without_owned(list: &str) -> std::string::String {
+        let mut out = [0u8; 256];
+        without(list, OURS, &mut out).unwrap().into()
     }
 
     #[test]
-    fn prepends_once() {
-        assert_eq!(with_first(None, OURS), OURS);
+    fn removes_only_this_library_and_keeps_order() {
         assert_eq!(
-            with_first(Some(&format!("/a/liba.so:{OURS}")), OURS),
-            format!("{OURS}:/a/liba.so")
+            without_owned(&std::format!("/a/liba.so:{OURS} /b/libb.so")),
+            "/a/liba.so:/b/libb.so"
         );
+        assert_eq!(without_owned("libkeepalive_preload.so"), "");
+        assert_eq!(without_owned(OURS), "");
+        assert_eq!(without_owned("/x/libkeepalive.so"), "/x/libkeepalive.so");
+    }
+
+    #[test]
+    fn too_small_a_buffer_is_none() {
+        let mut out = [0u8; 4];
+        assert_eq!(without("/a/liba.so", OURS, &mut out), None);
     }
 }

@@ -12,13 +12,14 @@ fn whole_number(text: &str) -> Option<u64> {
 /// Splits `90s` into (90, "s"); the unit may be empty.
 fn number_and_unit(text: &str) -> Option<(u64, &str)> {
     let digits = text.bytes().take_while(u8::is_ascii_digit).count();
-    Some((whole_number(&text[..digits])?, &text[digits..]))
+    let (number, unit) = (text.get(..digits)?, text.get(digits..)?);
+    Some((whole_number(number)?, unit))
 }
 
 fn within(number: u64, min: u32, max: u32) -> Option<u32> {
-    (u64::from(min)..=u64::from(max))
-        .contains(&number)
-        .then_some(number as u32)
+    u32::try_from(number)
+        .ok()
+        .filter(|number| (min..=max).contains(number))
 }
 
 /// Seconds: `90` (libkeepalive's plain integer), `90s`, `2m`, `1h`; within `min..=max`.

@@ -1,0 +1,58 @@
+//! Where the command reads a configuration: its own environment, another process's, or
+//! variables its options set; all through the one parser in `keepalive-config`. The values
+//! live as long as the command (they are few and small), so a configuration borrows them
+//! for `'static`.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
+
+use keepalive_config::{NetRange, Parsed, PortSet, Targeting, VARIABLES, parse};
+
+/// Parses the variables `lookup` gives (by name), keeping their values for the command's life.
+pub fn parse_kept(mut lookup: impl FnMut(&str) -> Option<OsString>) -> Parsed<'static> {
+    let values: HashMap<&'static str, &'static [u8]> = VARIABLES
+        .iter()
+        .filter_map(|variable| {
+            let value = lookup(variable.name)?.into_vec().into_boxed_slice();
+            Some((variable.name, &*Box::leak(value)))
+        })
+        .collect();
+    parse(|name| values.get(name).copied())
+}
+
+/// The configuration in this command's own environment.
+pub fn from_own_environment() -> Parsed<'static> {
+    parse_kept(|name| std::env::var_os(name))
+}
+
+/// The lookup structures behind a configuration's filters, for [`Targeting::decide`].
+#[derive(Debug)]
+pub struct Filters {
+    ports: Option<Box<PortSet>>,
+    nets: Option<Vec<NetRange>>,
+}
+
+impl Filters {
+    pub fn new(config: &keepalive_config::Config<'_>) -> Self {
+        Self {
+            ports: config.ports.map(|list| Box::new(list.to_set())),
+            nets: config.nets.map(|list| {
+                let mut storage = vec![NetRange::default(); list.len()];
+                let used = list.build(&mut storage).len();
+                storage.truncate(used);
+                storage
+            }),
+        }
+    }
+
+    pub fn targeting(&self) -> Targeting<'_> {
+        Targeting {
+            ports: self.ports.as_deref(),
+            nets: self
+                .nets
+                .as_deref()
+                .map(keepalive_config::NetSet::from_sorted),
+        }
+    }
+}

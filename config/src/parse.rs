@@ -1,0 +1,542 @@
+//! The one parser of the environment variables. Pure and total: [`parse`] takes a lookup
+//! function instead of the process environment, never fails as a whole, and returns the
+//! configuration with one [`ConfigError`] per rejected variable (treated as unset). Values
+//! are borrowed from the lookup, never copied.
+
+use core::fmt;
+
+use crate::filter::{ListProblem, NetList, PortList, ProgramList};
+use crate::options::{
+    KernelDefaults, MAX_KEEPALIVE_PROBES, MAX_KEEPALIVE_SECONDS, MAX_USER_TIMEOUT_MS, Override,
+    Plan, SocketOption,
+};
+use crate::text::{Elided, Quoted};
+use crate::value;
+use crate::variables::*;
+use crate::{PREFIX, Targeting};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum LogLevel {
+    Off,
+    #[default]
+    Error,
+    Info,
+    Debug,
+}
+
+impl LogLevel {
+    pub const NAMES: [&'static str; 4] = ["off", "error", "info", "debug"];
+    pub const VALUES: [Self; 4] = [Self::Off, Self::Error, Self::Info, Self::Debug];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::Error => "error",
+            Self::Info => "info",
+            Self::Debug => "debug",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UserTimeout {
+    Millis(u32),
+    /// (IDLE + INTVL × CNT) seconds from the effective values.
+    Auto,
+}
+
+/// The whole configuration. `None` means "not set": the kernel's value stays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config<'e> {
+    pub enabled: bool,
+    pub idle: Option<u32>,
+    pub interval: Option<u32>,
+    pub count: Option<u32>,
+    pub user_timeout: Option<UserTimeout>,
+    pub override_policy: Override,
+    pub log: LogLevel,
+    pub strict: bool,
+    pub ports: Option<PortList<'e>>,
+    pub nets: Option<NetList<'e>>,
+    pub programs: Option<ProgramList<'e>>,
+    pub inherit: bool,
+}
+
+impl Default for Config<'_> {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            idle: None,
+            interval: None,
+            count: None,
+            user_timeout: None,
+            override_policy: Override::No,
+            log: LogLevel::Error,
+            strict: false,
+            ports: None,
+            nets: None,
+            programs: None,
+            inherit: true,
+        }
+    }
+}
+
+impl<'e> Config<'e> {
+    /// TCP_USER_TIMEOUT in milliseconds, with `auto` resolved against the effective timings.
+    pub fn user_timeout_ms(&self, kernel: KernelDefaults) -> Option<u32> {
+        match self.user_timeout? {
+            UserTimeout::Millis(ms) => Some(ms),
+            UserTimeout::Auto => {
+                let idle = u64::from(self.idle.unwrap_or(kernel.idle));
+                let interval = u64::from(self.interval.unwrap_or(kernel.interval));
+                let count = u64::from(self.count.unwrap_or(kernel.count));
+                let ms = idle
+                    .saturating_add(interval.saturating_mul(count))
+                    .saturating_mul(1000);
+                Some(u32::try_from(ms.min(u64::from(MAX_USER_TIMEOUT_MS))).unwrap_or(0))
+            }
+        }
+    }
+
+    /// True when `auto` needs a kernel default because a timing is not configured.
+    pub fn needs_kernel_defaults(&self) -> bool {
+        self.user_timeout == Some(UserTimeout::Auto)
+            && (self.idle.is_none() || self.interval.is_none() || self.count.is_none())
+    }
+
+    /// The value configured for `option` (SO_KEEPALIVE: 1); `None` leaves the kernel's.
+    pub fn value(&self, option: SocketOption, kernel: KernelDefaults) -> Option<i32> {
+        let int = |value: Option<u32>| value.and_then(|value| i32::try_from(value).ok());
+        match option {
+            SocketOption::KeepAlive => Some(1),
+            SocketOption::Idle => int(self.idle),
+            SocketOption::Interval => int(self.interval),
+            SocketOption::Count => int(self.count),
+            SocketOption::UserTimeout => int(self.user_timeout_ms(kernel)),
+        }
+    }
+
+    /// Every configured option with its value, in the order they are applied.
+    pub fn plan(&self, kernel: KernelDefaults) -> Plan {
+        let mut plan = Plan::EMPTY;
+        for option in SocketOption::ALL {
+            if let Some(value) = self.value(option, kernel) {
+                plan.push(option, value);
+            }
+        }
+        plan
+    }
+
+    /// True when a socket can only be judged once its addresses are known.
+    pub fn filters_by_address(&self) -> bool {
+        self.ports.is_some() || self.nets.is_some()
+    }
+
+    /// Whether the process whose executable and argv[0] are given is one to act in.
+    pub fn acts_in_program<'a>(&self, names: impl IntoIterator<Item = &'a str>) -> bool {
+        self.programs
+            .is_none_or(|programs| programs.matches_any(names))
+    }
+
+    /// Effective timings and policy on one line, for `KEEPALIVE_LOG=info` and `check`.
+    pub fn summary(&self, kernel: KernelDefaults) -> Summary<'_, 'e> {
+        Summary {
+            config: self,
+            kernel,
+        }
+    }
+
+    /// The targeting rule for these filters, over lookup structures the caller built.
+    pub fn targeting<'s>(
+        &self,
+        ports: Option<&'s crate::PortSet>,
+        nets: Option<crate::NetSet<'s>>,
+    ) -> Targeting<'s> {
+        Targeting { ports, nets }
+    }
+}
+
+/// [`Config::summary`]'s line.
+pub struct Summary<'c, 'e> {
+    config: &'c Config<'e>,
+    kernel: KernelDefaults,
+}
+
+impl fmt::Display for Summary<'_, '_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let config = self.config;
+        let on_off = |on: bool| if on { "on" } else { "off" };
+        let yes_no = |yes: bool| if yes { "yes" } else { "no" };
+        write!(f, "keepalive={}", on_off(config.enabled))?;
+        for (label, value) in [("idle", config.idle), ("interval", config.interval)] {
+            match value {
+                Some(seconds) => write!(f, " {label}={seconds}s")?,
+                None => write!(f, " {label}=kernel")?,
+            }
+        }
+        match config.count {
+            Some(count) => write!(f, " count={count}")?,
+            None => f.write_str(" count=kernel")?,
+        }
+        match (config.user_timeout, config.user_timeout_ms(self.kernel)) {
+            (Some(UserTimeout::Auto), Some(ms)) => write!(f, " user_timeout=auto={ms}ms")?,
+            (_, Some(ms)) => write!(f, " user_timeout={ms}ms")?,
+            (_, None) => f.write_str(" user_timeout=kernel")?,
+        }
+        write!(f, " override={}", config.override_policy.name())?;
+        for (label, list) in [
+            ("ports", config.ports.map(PortList::as_str)),
+            ("nets", config.nets.map(NetList::as_str)),
+            ("programs", config.programs.map(ProgramList::as_str)),
+        ] {
+            match list {
+                Some(text) => write!(f, " {label}={}", Elided(text))?,
+                None => write!(f, " {label}=any")?,
+            }
+        }
+        write!(
+            f,
+            " inherit={} log={} strict={}",
+            yes_no(config.inherit),
+            config.log.name(),
+            yes_no(config.strict)
+        )
+    }
+}
+
+/// What is wrong with a value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Problem<'e> {
+    /// Not one of the accepted forms.
+    NotAccepted,
+    /// Not even UTF-8.
+    NotUtf8,
+    /// A list whose first bad item says why.
+    List(ListProblem<'e>),
+}
+
+/// One rejected variable: printed as
+/// `keepalive-preload: KEEPIDLE="1e3" is not a whole number of seconds in 1..32767; not applied`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConfigError<'e> {
+    pub variable: Variable,
+    /// The value as given.
+    pub value: &'e [u8],
+    pub problem: Problem<'e>,
+}
+
+impl fmt::Display for ConfigError<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{PREFIX}: {}={} ",
+            self.variable.name,
+            Quoted(self.value)
+        )?;
+        let accepted = self.variable.accepted;
+        match self.problem {
+            Problem::NotAccepted => write!(f, "is not {accepted}")?,
+            Problem::NotUtf8 => write!(f, "is not {accepted} (not even UTF-8)")?,
+            Problem::List(problem) => write!(f, "is not accepted: {problem}; expected {accepted}")?,
+        }
+        f.write_str("; not applied")
+    }
+}
+
+/// Every rejected variable, at most one each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Errors<'e> {
+    slots: [Option<ConfigError<'e>>; VARIABLES.len()],
+}
+
+impl<'e> Errors<'e> {
+    const NONE: Self = Self {
+        slots: [None; VARIABLES.len()],
+    };
+
+    fn push(&mut self, error: ConfigError<'e>) {
+        if let Some(slot) = self.slots.iter_mut().find(|slot| slot.is_none()) {
+            *slot = Some(error);
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &ConfigError<'e>> {
+        self.slots.iter().flatten()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.iter().next().is_none()
+    }
+
+    pub fn len(&self) -> usize {
+        self.iter().count()
+    }
+}
+
+impl<'a, 'e> IntoIterator for &'a Errors<'e> {
+    type Item = &'a ConfigError<'e>;
+    type IntoIter = core::iter::Flatten<core::slice::Iter<'a, Option<ConfigError<'e>>>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.slots.iter().flatten()
+    }
+}
+
+/// A configuration and what was rejected on the way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Parsed<'e> {
+    pub config: Config<'e>,
+    pub errors: Errors<'e>,
+}
+
+/// Reads every variable through `lookup` (the raw bytes of its value, if set) and parses it.
+pub fn parse<'e>(lookup: impl FnMut(&str) -> Option<&'e [u8]>) -> Parsed<'e> {
+    let mut reader = Reader {
+        lookup,
+        errors: Errors::NONE,
+    };
+    let defaults = Config::default();
+    let seconds = |text: &str| value::seconds(text, 1, MAX_KEEPALIVE_SECONDS).ok_or(());
+    let switch = |text: &str| value::switch(text).ok_or(());
+    let config = Config {
+        enabled: reader.read(KEEPALIVE, switch).unwrap_or(defaults.enabled),
+        idle: reader.read(KEEPIDLE, seconds),
+        interval: reader.read(KEEPINTVL, seconds),
+        count: reader.read(KEEPCNT, |text| {
+            value::count(text, 1, MAX_KEEPALIVE_PROBES).ok_or(())
+        }),
+        user_timeout: reader.read(KEEPALIVE_USER_TIMEOUT, |text| {
+            if text.eq_ignore_ascii_case("auto") {
+                Ok(UserTimeout::Auto)
+            } else {
+                value::milliseconds(text, 1, MAX_USER_TIMEOUT_MS)
+                    .map(UserTimeout::Millis)
+                    .ok_or(())
+            }
+        }),
+        override_policy: reader
+            .read(KEEPALIVE_OVERRIDE, |text| {
+                value::one_of(text, &Override::NAMES)
+                    .and_then(|index| Override::VALUES.get(index).copied())
+                    .ok_or(())
+            })
+            .unwrap_or(defaults.override_policy),
+        log: reader
+            .read(KEEPALIVE_LOG, |text| {
+                value::one_of(text, &LogLevel::NAMES)
+                    .and_then(|index| LogLevel::VALUES.get(index).copied())
+                    .ok_or(())
+            })
+            .unwrap_or(defaults.log),
+        strict: reader
+            .read(KEEPALIVE_STRICT, switch)
+            .unwrap_or(defaults.strict),
+        ports: reader.read(KEEPALIVE_PORTS, PortList::parse),
+        nets: reader.read(KEEPALIVE_NETS, NetList::parse),
+        programs: reader.read(KEEPALIVE_PROGRAMS, ProgramList::parse),
+        inherit: reader
+            .read(KEEPALIVE_INHERIT, switch)
+            .unwrap_or(defaults.inherit),
+    };
+    Parsed {
+        config,
+        errors: reader.errors,
+    }
+}
+
+/// Looks variables up and collects one error per rejected value.
+struct Reader<'e, F> {
+    lookup: F,
+    errors: Errors<'e>,
+}
+
+/// How a parser's failure becomes a [`Problem`].
+trait IntoProblem<'e> {
+    fn into_problem(self) -> Problem<'e>;
+}
+
+impl<'e> IntoProblem<'e> for () {
+    fn into_problem(self) -> Problem<'e> {
+        Problem::NotAccepted
+    }
+}
+
+impl<'e> IntoProblem<'e> for ListProblem<'e> {
+    fn into_problem(self) -> Problem<'e> {
+        Problem::List(self)
+    }
+}
+
+impl<'e, F: FnMut(&str) -> Option<&'e [u8]>> Reader<'e, F> {
+    fn read<T, E: IntoProblem<'e>>(
+        &mut self,
+        variable: Variable,
+        parse: impl FnOnce(&'e str) -> Result<T, E>,
+    ) -> Option<T> {
+        let raw = (self.lookup)(variable.name)?;
+        let problem = match core::str::from_utf8(raw) {
+            Ok(text) => match parse(text) {
+                Ok(parsed) => return Some(parsed),
+                Err(problem) => problem.into_problem(),
+            },
+            Err(_) => Problem::NotUtf8,
+        };
+        self.errors.push(ConfigError {
+            variable,
+            value: raw,
+            problem,
+        });
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::string::ToString;
+
+    fn parse_pairs<'a>(pairs: &'a [(&'a str, &'a str)]) -> Parsed<'a> {
+        let map: HashMap<&str, &str> = pairs.iter().copied().collect();
+        parse(|name| map.get(name).map(|value| value.as_bytes()))
+    }
+
+    #[test]
+    fn empty_environment_is_libkeepalive_default() {
+        let parsed = parse_pairs(&[]);
+        assert_eq!(parsed.config, Config::default());
+        assert!(parsed.errors.is_empty());
+        let plan = parsed.config.plan(KernelDefaults::default());
+        assert_eq!(plan.steps(), &[(SocketOption::KeepAlive, 1)]);
+    }
+
+    #[test]
+    fn full_configuration() {
+        let parsed = parse_pairs(&[
+            ("KEEPALIVE", "Yes"),
+            ("KEEPIDLE", "2m"),
+            ("KEEPINTVL", "10"),
+            ("KEEPCNT", "6"),
+            ("KEEPALIVE_USER_TIMEOUT", "auto"),
+            ("KEEPALIVE_OVERRIDE", "TIGHTEN"),
+            ("KEEPALIVE_LOG", "debug"),
+            ("KEEPALIVE_STRICT", "yes"),
+            ("KEEPALIVE_PORTS", "17000-17999"),
+            ("KEEPALIVE_NETS", "10.0.0.0/8"),
+            ("KEEPALIVE_PROGRAMS", "redis-server"),
+            ("KEEPALIVE_INHERIT", "no"),
+        ]);
+        assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
+        let config = parsed.config;
+        assert_eq!(
+            (config.idle, config.interval, config.count),
+            (Some(120), Some(10), Some(6))
+        );
+        let plan = config.plan(KernelDefaults::default());
+        assert_eq!(plan.value(SocketOption::UserTimeout), Some(180_000));
+        assert_eq!(plan.steps().len(), 5);
+        assert_eq!(config.override_policy, Override::Tighten);
+        assert_eq!(config.log, LogLevel::Debug);
+        assert!(config.strict && !config.inherit && config.filters_by_address());
+        assert!(config.acts_in_program(["/usr/bin/redis-server"]));
+        assert!(!config.acts_in_program(["/bin/sh", "sh"]));
+    }
+
+    #[test]
+    fn auto_uses_kernel_defaults_for_missing_timings() {
+        let parsed = parse_pairs(&[("KEEPIDLE", "60"), ("KEEPALIVE_USER_TIMEOUT", "auto")]);
+        assert!(parsed.config.needs_kernel_defaults());
+        assert_eq!(
+            parsed.config.user_timeout_ms(KernelDefaults::default()),
+            Some((60 + 75 * 9) * 1000)
+        );
+    }
+
+    #[test]
+    fn error_line_names_variable_value_and_what_is_accepted() {
+        let parsed = parse_pairs(&[("KEEPIDLE", "1e3")]);
+        assert_eq!(parsed.config.idle, None);
+        assert_eq!(
+            parsed.errors.iter().next().unwrap().to_string(),
+            "keepalive-preload: KEEPIDLE=\"1e3\" is not a whole number of seconds in 1..32767; not applied"
+        );
+        let line = |pairs| parse_pairs(pairs).errors.iter().next().unwrap().to_string();
+        assert!(
+            line(&[("KEEPALIVE_PORTS", "17000-1700")]).contains("\"17000-1700\" is not ascending")
+        );
+        assert!(line(&[("KEEPALIVE_NETS", "10.0.0.0/33")]).contains("prefix length \"33\""));
+    }
+
+    #[test]
+    fn long_value_is_elided_and_the_line_keeps_its_shape() {
+        let long = "x".repeat(10_000);
+        let pairs = [("KEEPIDLE", long.as_str())];
+        let line = parse_pairs(&pairs)
+            .errors
+            .iter()
+            .next()
+            .unwrap()
+            .to_string();
+        assert!(
+            line.starts_with("keepalive-preload: KEEPIDLE=\"xxxx"),
+            "{line}"
+        );
+        assert!(line.contains("x…\" is not "), "{line}");
+        assert!(
+            line.ends_with("; not applied") && line.len() < 200,
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn every_bad_value_is_one_error_and_unapplied() {
+        let bad = [
+            ("KEEPALIVE", "maybe"),
+            ("KEEPIDLE", "10abc"),
+            ("KEEPINTVL", "0"),
+            ("KEEPCNT", "128"),
+            ("KEEPALIVE_USER_TIMEOUT", "-1"),
+            ("KEEPALIVE_OVERRIDE", "always"),
+            ("KEEPALIVE_LOG", "verbose"),
+            ("KEEPALIVE_STRICT", "2"),
+            ("KEEPALIVE_PORTS", "0-10"),
+            ("KEEPALIVE_NETS", "::1/200"),
+            ("KEEPALIVE_PROGRAMS", "a/b"),
+            ("KEEPALIVE_INHERIT", ""),
+        ];
+        let parsed = parse_pairs(&bad);
+        assert_eq!(parsed.errors.len(), bad.len(), "{:?}", parsed.errors);
+        assert_eq!(parsed.config, Config::default());
+        for (error, (name, value)) in parsed.errors.iter().zip(bad) {
+            assert_eq!((error.variable.name, error.value), (name, value.as_bytes()));
+            assert!(error.to_string().ends_with("; not applied"));
+        }
+    }
+
+    #[test]
+    fn non_utf8_value_is_an_error_not_a_panic() {
+        let value = [0xff, b'3'];
+        let parsed = parse(|name| (name == "KEEPCNT").then_some(&value[..]));
+        assert_eq!(parsed.errors.len(), 1);
+        assert_eq!(parsed.config.count, None);
+        assert!(
+            parsed
+                .errors
+                .iter()
+                .next()
+                .unwrap()
+                .to_string()
+                .contains("\\xff3")
+        );
+    }
+
+    #[test]
+    fn summary_is_one_line() {
+        let parsed = parse_pairs(&[("KEEPIDLE", "60"), ("KEEPALIVE_USER_TIMEOUT", "10s")]);
+        let line = parsed.config.summary(KernelDefaults::default()).to_string();
+        assert!(line.starts_with(
+            "keepalive=on idle=60s interval=kernel count=kernel user_timeout=10000ms override=no ports=any"
+        ), "{line}");
+        assert!(!line.contains('\n'));
+    }
+}
