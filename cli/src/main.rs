@@ -5,6 +5,7 @@
 mod check;
 mod environ;
 mod inspect;
+mod options;
 mod run;
 mod settings;
 mod sys;
@@ -12,7 +13,7 @@ mod sys;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use keepalive_config::{PREFIX, VARIABLES, Variable};
+use keepalive_config::{PREFIX, VARIABLES};
 
 /// Exit status for invalid arguments, configuration errors and failures to inspect (clap's own
 /// usage errors use 2 as well).
@@ -82,14 +83,6 @@ that a typo or a library the service would not load fails the deployment.",
 
 #[derive(Args, Debug)]
 struct CheckArgs {}
-
-/// Help text for one variable, for the option that sets it.
-fn variable_help(variable: Variable) -> String {
-    format!(
-        "Sets {} ({}); accepts {} [unset: {}]",
-        variable.name, variable.meaning, variable.accepted, variable.unset
-    )
-}
 
 /// Every variable, its meaning, what it accepts and its default.
 fn variables_help() -> String {

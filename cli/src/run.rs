@@ -1,6 +1,5 @@
 //! `run`: exec a program with the library prepended to LD_PRELOAD and the variables set.
 
-use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
@@ -9,13 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use clap::Args;
-use keepalive_config::{
-    KEEPALIVE, KEEPALIVE_INHERIT, KEEPALIVE_LOG, KEEPALIVE_NETS, KEEPALIVE_OVERRIDE,
-    KEEPALIVE_PORTS, KEEPALIVE_PROGRAMS, KEEPALIVE_STRICT, KEEPALIVE_USER_TIMEOUT, KEEPCNT,
-    KEEPIDLE, KEEPINTVL, PREFIX, preload_list,
-};
+use keepalive_config::{PREFIX, preload_list};
 
-use crate::{Failure, variable_help};
+use crate::Failure;
+use crate::options::{AllVariables, VariableOptions};
 
 /// The library's file name.
 pub const LIBRARY_NAME: &str = "libkeepalive_preload.so";
@@ -26,31 +22,8 @@ pub const LIBRARY_VARIABLE: &str = "KEEPALIVE_PRELOAD_LIB";
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    #[arg(long, value_name = "SECONDS", allow_hyphen_values = true, help = variable_help(KEEPIDLE))]
-    idle: Option<String>,
-    #[arg(long, value_name = "SECONDS", allow_hyphen_values = true, help = variable_help(KEEPINTVL))]
-    interval: Option<String>,
-    #[arg(long, value_name = "PROBES", allow_hyphen_values = true, help = variable_help(KEEPCNT))]
-    count: Option<String>,
-    #[arg(long, value_name = "MS|auto", allow_hyphen_values = true, help = variable_help(KEEPALIVE_USER_TIMEOUT))]
-    user_timeout: Option<String>,
-    #[arg(long = "override", value_name = "no|yes|tighten", allow_hyphen_values = true, help = variable_help(KEEPALIVE_OVERRIDE))]
-    override_policy: Option<String>,
-    #[arg(long, value_name = "LIST", allow_hyphen_values = true, help = variable_help(KEEPALIVE_PORTS))]
-    ports: Option<String>,
-    #[arg(long, value_name = "CIDRS", allow_hyphen_values = true, help = variable_help(KEEPALIVE_NETS))]
-    nets: Option<String>,
-    #[arg(long, value_name = "NAMES", allow_hyphen_values = true, help = variable_help(KEEPALIVE_PROGRAMS))]
-    programs: Option<String>,
-    #[arg(long, value_name = "LEVEL", allow_hyphen_values = true, help = variable_help(KEEPALIVE_LOG))]
-    log: Option<String>,
-    /// Sets KEEPALIVE_STRICT=yes: an invalid variable makes PROGRAM exit with status 2 before main.
-    #[arg(long)]
-    strict: bool,
-    #[arg(long, value_name = "yes|no", allow_hyphen_values = true, help = variable_help(KEEPALIVE_INHERIT))]
-    inherit: Option<String>,
-    #[arg(long, value_name = "on|off", allow_hyphen_values = true, help = variable_help(KEEPALIVE))]
-    keepalive: Option<String>,
+    #[command(flatten)]
+    variables: VariableOptions<AllVariables>,
     /// The library to preload (default: KEEPALIVE_PRELOAD_LIB, next to this program, then the
     /// install locations).
     #[arg(long, value_name = "PATH")]
@@ -65,37 +38,10 @@ pub struct RunArgs {
     command: Vec<OsString>,
 }
 
-impl RunArgs {
-    /// The variables the options set, by name.
-    fn variables(&self) -> BTreeMap<&'static str, String> {
-        let strict = self.strict.then(|| "yes".to_owned());
-        [
-            (KEEPALIVE.name, &self.keepalive),
-            (KEEPIDLE.name, &self.idle),
-            (KEEPINTVL.name, &self.interval),
-            (KEEPCNT.name, &self.count),
-            (KEEPALIVE_USER_TIMEOUT.name, &self.user_timeout),
-            (KEEPALIVE_OVERRIDE.name, &self.override_policy),
-            (KEEPALIVE_LOG.name, &self.log),
-            (KEEPALIVE_STRICT.name, &strict),
-            (KEEPALIVE_PORTS.name, &self.ports),
-            (KEEPALIVE_NETS.name, &self.nets),
-            (KEEPALIVE_PROGRAMS.name, &self.programs),
-            (KEEPALIVE_INHERIT.name, &self.inherit),
-        ]
-        .into_iter()
-        .filter_map(|(name, value)| Some((name, value.clone()?)))
-        .collect()
-    }
-}
-
 pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
-    let variables = args.variables();
+    let variables = args.variables.values();
     let program = &args.command[0];
-    let parsed = crate::settings::parse_kept(|name| match variables.get(name) {
-        Some(value) => Some(OsString::from(value)),
-        None => std::env::var_os(name),
-    });
+    let parsed = args.variables.parse_over_environment();
     if !parsed.errors.is_empty() {
         for error in &parsed.errors {
             eprintln!("{error}");
@@ -121,7 +67,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     let preload = prepend_preload(&library, std::env::var_os("LD_PRELOAD").as_deref())?;
     let error = Command::new(program)
         .args(&args.command[1..])
-        .envs(&variables)
+        .envs(variables)
         .env("LD_PRELOAD", preload)
         .exec();
     let status = if error.kind() == std::io::ErrorKind::NotFound {

@@ -128,11 +128,6 @@ pub const VARIABLES: [Variable; 12] = [
     KEEPALIVE_INHERIT,
 ];
 
-/// Variables that only make sense for a process (the preload), not for a cgroup or for sockets
-/// that already exist: `bpf attach` and `apply` refuse them.
-pub const PROCESS_ONLY: [Variable; 4] = [
-    KEEPALIVE_PROGRAMS,
-    KEEPALIVE_INHERIT,
-    KEEPALIVE_STRICT,
-    KEEPALIVE_LOG,
-];
+/// Variables that only make sense for a process the library is loaded into, not for a
+/// cgroup: `bpf attach` refuses them rather than ignore them.
+pub const PROCESS_ONLY: [Variable; 2] = [KEEPALIVE_PROGRAMS, KEEPALIVE_INHERIT];
