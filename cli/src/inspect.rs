@@ -95,7 +95,7 @@ pub enum Role {
 }
 
 impl Role {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Role::Listening => "listening",
             Role::Accepted => "accepted",
@@ -246,12 +246,7 @@ pub fn read_process(pid: i32) -> Result<Process, Failure> {
     let proc_dir = format!("/proc/{pid}");
     let status = std::fs::read_to_string(format!("{proc_dir}/status"))
         .map_err(|error| proc_error(pid, "read its status", &error))?;
-    if let Some(tgid) = status
-        .lines()
-        .find_map(|line| line.strip_prefix("Tgid:"))
-        .map(str::trim)
-        .filter(|tgid| *tgid != pid.to_string())
-    {
+    if let Some(tgid) = thread_of(&status, pid) {
         return Err(Failure::new(format!(
             "is a thread of process {tgid}; inspect {tgid}"
         )));
@@ -281,15 +276,7 @@ pub fn read_process(pid: i32) -> Result<Process, Failure> {
     let maps = std::fs::read_to_string(format!("{proc_dir}/maps"))
         .map_err(|error| proc_error(pid, "read its memory map", &error))?;
     let library = mapped_library(&maps);
-    let exe = std::fs::read_link(format!("{proc_dir}/exe"))
-        .ok()
-        .map(|path| path.display().to_string());
-    let argv0 = std::fs::read(format!("{proc_dir}/cmdline"))
-        .ok()
-        .and_then(|bytes| {
-            let first = bytes.split(|&byte| byte == 0).next()?.to_vec();
-            (!first.is_empty()).then(|| String::from_utf8_lossy(&first).into_owned())
-        });
+    let (exe, argv0) = names(pid);
 
     let mut sockets = Vec::new();
     if !socket_fds.is_empty() {
@@ -333,6 +320,29 @@ pub fn read_process(pid: i32) -> Result<Process, Failure> {
     })
 }
 
+/// The process whose thread `pid` is, when /proc/PID/status says it is not a process itself.
+pub fn thread_of(status: &str, pid: i32) -> Option<&str> {
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Tgid:"))
+        .map(str::trim)
+        .filter(|tgid| *tgid != pid.to_string())
+}
+
+/// The executable and argv[0] of `pid`, where readable.
+pub fn names(pid: i32) -> (Option<String>, Option<String>) {
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
+        .ok()
+        .map(|path| path.display().to_string());
+    let argv0 = std::fs::read(format!("/proc/{pid}/cmdline"))
+        .ok()
+        .and_then(|bytes| {
+            let first = bytes.split(|&byte| byte == 0).next()?.to_vec();
+            (!first.is_empty()).then(|| String::from_utf8_lossy(&first).into_owned())
+        });
+    (exe, argv0)
+}
+
 fn proc_error(pid: i32, what: &str, error: &io::Error) -> Failure {
     match error.raw_os_error() {
         Some(libc::ENOENT) | Some(libc::ESRCH) => Failure::new("no such process"),
@@ -344,7 +354,7 @@ fn proc_error(pid: i32, what: &str, error: &io::Error) -> Failure {
     }
 }
 
-fn getfd_error(error: &io::Error) -> Failure {
+pub fn getfd_error(error: &io::Error) -> Failure {
     match error.raw_os_error() {
         Some(libc::EPERM) | Some(libc::EACCES) => Failure::new(
             "not permitted to duplicate its sockets: pidfd_getfd needs the rights of ptrace \
@@ -360,7 +370,7 @@ fn getfd_error(error: &io::Error) -> Failure {
 }
 
 /// The TCP socket behind `dup`, or `None` for any other kind of socket.
-fn read_socket(fd: i32, dup: BorrowedFd<'_>) -> io::Result<Option<Socket>> {
+pub fn read_socket(fd: i32, dup: BorrowedFd<'_>) -> io::Result<Option<Socket>> {
     let int = |level, name| sys::getsockopt_int(dup, level, name);
     let domain = int(libc::SOL_SOCKET, libc::SO_DOMAIN)?;
     let kind = int(libc::SOL_SOCKET, libc::SO_TYPE)?;
@@ -439,7 +449,7 @@ fn socket_inode(pid: i32, fd: i32) -> Option<u64> {
 }
 
 /// One row of /proc/net/tcp or tcp6: inode, local and remote address.
-fn parse_net_row(line: &str) -> Option<(u64, SocketAddr, SocketAddr)> {
+pub fn parse_net_row(line: &str) -> Option<(u64, SocketAddr, SocketAddr)> {
     let fields: Vec<&str> = line.split_whitespace().collect();
     let local = parse_net_address(fields.get(1)?)?;
     let remote = parse_net_address(fields.get(2)?)?;
@@ -558,7 +568,7 @@ pub fn judge_process(process: &Process, expectation: Option<&Expectation>) -> Ve
         .collect()
 }
 
-fn role(socket: &Socket, listening: &[u16]) -> Role {
+pub fn role(socket: &Socket, listening: &[u16]) -> Role {
     let local_port = socket
         .local
         .map(|address| address.port())
@@ -683,7 +693,7 @@ pub fn show_address(address: &SocketAddr) -> String {
 
 /// The name people know the process by: argv[0]'s first word (a rewritten title keeps its
 /// name there), else the executable's, as a base name.
-fn program_name(process: &Process) -> String {
+pub fn program_name(process: &Process) -> String {
     process
         .argv0
         .as_deref()
@@ -693,7 +703,7 @@ fn program_name(process: &Process) -> String {
         .unwrap_or_else(|| "?".to_owned())
 }
 
-fn json_string(text: &str) -> String {
+pub fn json_string(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
     out.push('"');
     for c in text.chars() {
