@@ -486,10 +486,13 @@ impl Target {
             }
         }
         if named && !has_tcp {
+            let others = match fds.len() {
+                0 => "no socket at all".to_owned(),
+                1 => "1 socket, not TCP".to_owned(),
+                n => format!("{n} sockets, none TCP"),
+            };
             return Err(Failure::new(format!(
-                "{name} has no TCP socket ({} other socket{}): nothing to apply",
-                fds.len(),
-                if fds.len() == 1 { "" } else { "s" }
+                "{name} has no TCP socket ({others}): nothing to apply"
             )));
         }
         let (listening, remotes) = net_table(pid, &fds);
@@ -849,7 +852,10 @@ impl Tally {
                 Kind::Changed | Kind::WouldChange => self.changed += 1,
                 Kind::Unchanged => self.unchanged += 1,
                 Kind::NotTargeted(_) => self.not_targeted += 1,
-                Kind::Closed => self.closed += 1,
+                Kind::Closed => {
+                    self.closed += 1;
+                    continue;
+                }
                 Kind::SameAs(..) => continue,
                 Kind::Failed(_) => self.failed += 1,
             }
@@ -860,7 +866,7 @@ impl Tally {
     fn line(&self, processes: usize, dry_run: bool) -> String {
         format!(
             "{} TCP socket{} in {processes} process{}: {} {}, {} already as configured, {} not \
-             targeted, {} closed meanwhile, {} failed",
+             targeted, {} failed; {} closed meanwhile, skipped",
             self.sockets,
             if self.sockets == 1 { "" } else { "s" },
             if processes == 1 { "" } else { "es" },
@@ -868,8 +874,8 @@ impl Tally {
             if dry_run { "would change" } else { "changed" },
             self.unchanged,
             self.not_targeted,
+            self.failed,
             self.closed,
-            self.failed
         )
     }
 }
