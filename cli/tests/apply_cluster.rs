@@ -39,6 +39,9 @@ const DEAD_PEER: [&str; 10] = [
 const DEAD_PEER_VALUES: Values = (true, 2, 1, 3, 3000);
 const REDIS_BUS_IN: Values = (true, 30, 10, 3, 0);
 
+/// kind (bus-in, bus-out), local and remote address of a link.
+type Link = (String, String, String);
+
 fn harness() -> Command {
     let mut command = Command::new(testkit::workspace_root().join("scripts/redis-cluster"));
     command.env("KEEPALIVE_PRELOAD_BIN", BIN);
@@ -108,11 +111,7 @@ fn link_values(row: &BTreeMap<String, String>) -> Values {
 }
 
 /// (local, remote) of node `node`'s ESTABLISHED bus links whose remote address is `peer_ip`.
-fn bus_links_to(
-    links: &[BTreeMap<String, String>],
-    node: &str,
-    peer_ip: &str,
-) -> Vec<(String, String, String)> {
+fn bus_links_to(links: &[BTreeMap<String, String>], node: &str, peer_ip: &str) -> Vec<Link> {
     links
         .iter()
         .filter(|row| row["node"] == node && row["state"] == "ESTABLISHED")
@@ -128,11 +127,7 @@ fn bus_links_to(
         .collect()
 }
 
-fn still_established(
-    links: &[BTreeMap<String, String>],
-    node: &str,
-    link: &(String, String, String),
-) -> bool {
+fn still_established(links: &[BTreeMap<String, String>], node: &str, link: &Link) -> bool {
     links.iter().any(|row| {
         row["node"] == node
             && row["state"] == "ESTABLISHED"
@@ -170,7 +165,7 @@ fn survivors_drop_links_to_a_blackholed_node_within_the_bound_after_apply() {
 
     // Before: Redis' own values (30/10/3 inbound, nothing outbound).
     let before = cluster.links("30");
-    let to_victim: Vec<(&str, Vec<(String, String, String)>)> = ["1", "2"]
+    let to_victim: Vec<(&str, Vec<Link>)> = ["1", "2"]
         .into_iter()
         .map(|survivor| (survivor, bus_links_to(&before, survivor, &ip3)))
         .collect();
