@@ -644,3 +644,109 @@ sys.stdin.readline()
         assert!(closed.get("keepalive").is_none(), "{closed}");
     }
 }
+
+#[test]
+fn a_socket_shared_by_two_processes_or_two_descriptors_is_changed_once() {
+    require_root(NEEDS_ROOT);
+    // A listener and a connection, the connection dup'ed, then the process forks: parent and
+    // child hold the same three sockets (by inode), the parent under two descriptors each.
+    let port = port(1);
+    let script = format!(
+        r#"
+import os, socket as S, sys
+l = S.socket(); l.setsockopt(S.SOL_SOCKET, S.SO_REUSEADDR, 1)
+l.bind(("127.0.0.1", {port})); l.listen(8)
+c = S.create_connection(("127.0.0.1", {port})); a, _ = l.accept()
+extra = os.dup(c.fileno())
+child = os.fork()
+if child == 0:
+    sys.stdin.read(); os._exit(0)
+print('{{"pid": %d, "sockets": [["child", %d, 0], ["l", %d, 0], ["c", %d, 0], ["a", %d, 0], ["dup", %d, 0]]}}'
+      % (os.getpid(), child, l.fileno(), c.fileno(), a.fileno(), extra), flush=True)
+sys.stdin.read()
+"#
+    );
+    let mut command = Command::new(python());
+    command.arg("-c").arg(script);
+    let holder = start_holder(command, &[]);
+    let (parent, child) = (holder.pid.to_string(), holder.fd("child").to_string());
+    let mut args = OURS.to_vec();
+    args.extend(["--json", &parent, &child]);
+    let output = apply(&args);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let reported = json_lines(&output);
+    let changed: Vec<&Value> = reported
+        .iter()
+        .filter(|l| l["result"] == "changed")
+        .collect();
+    assert_eq!(changed.len(), 3, "{reported:#?}");
+    assert!(changed.iter().all(|l| l["pid"] == holder.pid));
+    let same: Vec<&Value> = reported
+        .iter()
+        .filter(|l| l["result"] == "same-socket")
+        .collect();
+    assert_eq!(
+        same.len(),
+        5,
+        "the dup, and the child's four: {reported:#?}"
+    );
+    let dup = reported
+        .iter()
+        .find(|l| l["pid"] == holder.pid && l["fd"] == holder.fd("dup"))
+        .expect("the dup'ed descriptor");
+    assert_eq!(
+        dup["detail"],
+        format!("the socket of pid {} fd {}", holder.pid, holder.fd("c"))
+    );
+    assert!(
+        stderr(&output).contains("3 TCP sockets in 2 processes: 3 changed"),
+        "{}",
+        stderr(&output)
+    );
+    for line in inspect_json(holder.fd("child")) {
+        assert_eq!(values(&line), OUR_VALUES, "the child's view: {line}");
+    }
+}
+
+/// Makes the command's own `setsockopt(TCP_KEEPCNT)` fail with EPERM (an LD_PRELOAD shim on
+/// `apply` itself), as a security module or a cgroup setsockopt program could.
+const REFUSE_KEEPCNT: &str = r#"
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+int setsockopt(int fd, int level, int name, const void *value, socklen_t len) {
+    static int (*real)(int, int, int, const void *, socklen_t);
+    if (level == IPPROTO_TCP && name == TCP_KEEPCNT) { errno = EPERM; return -1; }
+    if (!real) real = dlsym(RTLD_NEXT, "setsockopt");
+    return real(fd, level, name, value, len);
+}
+"#;
+
+#[test]
+fn a_socket_that_cannot_be_changed_is_named_and_exits_1() {
+    require_root(NEEDS_ROOT);
+    let dir = TempDir::new("apply-refuse");
+    let shim = gcc(&dir, "refuse.so", REFUSE_KEEPCNT, &["-shared", "-fPIC"]);
+    let holder = holder(&sockets(), &[]);
+    let pid = holder.pid.to_string();
+    let mut args = OURS.to_vec();
+    args.extend(["--override", "yes", &pid]);
+    let output = capture(command().arg("apply").args(&args).env("LD_PRELOAD", &shim));
+    let text = stdout(&output);
+    assert_eq!(code(&output), 1, "{text}{}", stderr(&output));
+    assert!(
+        text.contains("FAILED: TCP_KEEPCNT 5: Operation not permitted"),
+        "{text}"
+    );
+    assert!(
+        text.contains("6 TCP sockets in 1 process: 0 changed, 0 already as configured, 0 not targeted, 6 failed"),
+        "{text}"
+    );
+    // Everything else was set all the same: idle, interval, user timeout and keepalive.
+    let read = read_back(&holder);
+    assert_eq!(*value_of(&read, "l4"), (true, 41, 7, 9, 12345));
+    assert_eq!(*value_of(&read, "c4"), (true, 41, 7, 3, 12345));
+}
