@@ -146,6 +146,13 @@ fn redis_sockets(pid: i32) -> (Vec<Value>, Vec<Value>) {
 fn redis_server_without_the_library_under_each_policy_keeps_answering_and_publishing() {
     require_root(NEEDS_ROOT);
     testkit::tool("redis-cli", "redis-tools");
+    let redis_py = Command::new("/usr/bin/python3")
+        .args(["-c", "import redis"])
+        .status();
+    assert!(
+        redis_py.is_ok_and(|status| status.success()),
+        "/usr/bin/python3 with the redis module is missing: apt-get install python3-redis"
+    );
     for (policy, clients) in [
         // no: Redis' own 300/100/3 stay; the user timeout it leaves unset is ours.
         ("no", (true, 300, 100, 3, 12345)),
