@@ -596,11 +596,21 @@ impl Differential {
     /// Runs `run` without the library and with it plus `vars` (the variables apply to both
     /// runs, so the only difference is LD_PRELOAD), stderr as asked.
     pub fn run(run: &Run, vars: &[(&str, &str)], stderr: Stderr) -> Self {
+        Self::run_limited(run, vars, stderr, LIMIT)
+    }
+
+    /// [`Differential::run`] with another time limit for each of the two runs.
+    pub fn run_limited(
+        run: &Run,
+        vars: &[(&str, &str)],
+        stderr: Stderr,
+        limit: std::time::Duration,
+    ) -> Self {
         let bare = run.clone().envs(vars);
         let preloaded = bare.clone().preload();
         Self {
-            without: bare.outcome(stderr, LIMIT),
-            with: preloaded.outcome(stderr, LIMIT),
+            without: bare.outcome(stderr, limit),
+            with: preloaded.outcome(stderr, limit),
         }
     }
 
