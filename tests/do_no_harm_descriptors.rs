@@ -38,12 +38,7 @@ fn differential(args: &[&str], vars: &[(&str, &str)], name: &str) -> (Differenti
 
 /// Checks that every `effect LABEL …` line reads back `expected` in the run with the
 /// library and kernel defaults without it; adds a line per mismatch to `failures`.
-fn expect_effect(
-    pair: &Differential,
-    label: &str,
-    expected: &str,
-    failures: &mut Vec<String>,
-) {
+fn expect_effect(pair: &Differential, label: &str, expected: &str, failures: &mut Vec<String>) {
     for (run, want) in [(&pair.without, None), (&pair.with, Some(expected))] {
         let prefix = format!("effect {label}");
         let lines: Vec<&str> = run
@@ -55,7 +50,10 @@ fn expect_effect(
             failures.push(format!("no line starts with {prefix:?}\n{run}"));
         }
         for line in lines {
-            let got = line.split(" keepalive=").nth(1).map(|rest| format!("keepalive={rest}"));
+            let got = line
+                .split(" keepalive=")
+                .nth(1)
+                .map(|rest| format!("keepalive={rest}"));
             let ok = match want {
                 Some(want) => got.as_deref() == Some(want),
                 None => true,
@@ -182,7 +180,12 @@ fn a_vfork_child_reusing_a_number_does_not_make_the_parent_miss_its_socket() {
     let port = harm_port().to_string();
     let vars = timings_with(&[("KEEPALIVE_PORTS", &port)]);
     let (pair, mut failures) = differential(&["vfork-ports", &port], &vars, "vfork, ports");
-    expect_effect(&pair, "client connected after vfork", &configured(), &mut failures);
+    expect_effect(
+        &pair,
+        "client connected after vfork",
+        &configured(),
+        &mut failures,
+    );
     finish(failures);
 }
 
@@ -226,7 +229,11 @@ fn descriptors_beyond_65535_are_configured_like_low_ones() {
             &unconnected,
             &mut failures,
         );
-        all.extend(failures.into_iter().map(|failure| format!("{name}: {failure}")));
+        all.extend(
+            failures
+                .into_iter()
+                .map(|failure| format!("{name}: {failure}")),
+        );
     }
     finish(all);
 }
@@ -252,7 +259,11 @@ fn the_programs_own_listener_values_reach_accepted_sockets_under_nets() {
             let (pair, mut failures) = differential(&["listener-values", when], &vars, &name);
             expect_effect(&pair, "accepted", &accepted, &mut failures);
             expect_effect(&pair, "client", &configured(), &mut failures);
-            all.extend(failures.into_iter().map(|failure| format!("{name}: {failure}")));
+            all.extend(
+                failures
+                    .into_iter()
+                    .map(|failure| format!("{name}: {failure}")),
+            );
         }
     }
     finish(all);
@@ -268,13 +279,20 @@ fn a_refused_connect_to_an_unlisted_port_does_not_decide_the_socket() {
         ("ports", timings_with(&[("KEEPALIVE_PORTS", port.as_str())])),
         (
             "ports, debug",
-            timings_with(&[("KEEPALIVE_PORTS", port.as_str()), ("KEEPALIVE_LOG", "debug")]),
+            timings_with(&[
+                ("KEEPALIVE_PORTS", port.as_str()),
+                ("KEEPALIVE_LOG", "debug"),
+            ]),
         ),
     ] {
         let (pair, mut failures) = differential(&["refused-then", &port], &vars, name);
         expect_effect(&pair, "client", &configured(), &mut failures);
         expect_effect(&pair, "accepted", &configured(), &mut failures);
-        all.extend(failures.into_iter().map(|failure| format!("{name}: {failure}")));
+        all.extend(
+            failures
+                .into_iter()
+                .map(|failure| format!("{name}: {failure}")),
+        );
     }
     finish(all);
 }

@@ -39,7 +39,9 @@ fn assert_cases(cases: &[(&str, Vec<&str>, Vec<(&str, &str)>)], stderr: Stderr, 
         let pair = Differential::run_limited(&run, vars, stderr, limit);
         assert_eq!(pair.without.status, "exit 0", "{name}\n{}", pair.without);
         assert!(
-            pair.without.stdout.starts_with("errno at main=0\nsigpipe=default\n"),
+            pair.without
+                .stdout
+                .starts_with("errno at main=0\nsigpipe=default\n"),
             "{name}: control run\n{}",
             pair.without
         );
@@ -78,7 +80,11 @@ fn a_stderr_pipe_without_reader_raises_no_sigpipe() {
     // broken pipe would kill the program. Without the library it never writes to stderr.
     assert_cases(
         &[
-            ("debug lines while running", vec!["sockets", "50"], debug(&[])),
+            (
+                "debug lines while running",
+                vec!["sockets", "50"],
+                debug(&[]),
+            ),
             (
                 "info line at load",
                 vec!["nothing"],
@@ -92,7 +98,10 @@ fn a_stderr_pipe_without_reader_raises_no_sigpipe() {
             (
                 "debug lines, override yes, filters",
                 vec!["pairs", "20"],
-                debug(&[("KEEPALIVE_OVERRIDE", "yes"), ("KEEPALIVE_PORTS", "1-65535")]),
+                debug(&[
+                    ("KEEPALIVE_OVERRIDE", "yes"),
+                    ("KEEPALIVE_PORTS", "1-65535"),
+                ]),
             ),
         ],
         Stderr::BrokenPipe,
@@ -104,7 +113,10 @@ fn a_stderr_pipe_without_reader_raises_no_sigpipe() {
 fn fd2_configurations() -> Vec<(&'static str, Vec<(&'static str, &'static str)>)> {
     vec![
         ("debug", debug(&[])),
-        ("debug, override yes", debug(&[("KEEPALIVE_OVERRIDE", "yes")])),
+        (
+            "debug, override yes",
+            debug(&[("KEEPALIVE_OVERRIDE", "yes")]),
+        ),
         (
             "debug, ports, override tighten",
             debug(&[
@@ -180,7 +192,10 @@ fn a_load_time_line_with_fd_2_closed_leaves_errno_at_main_alone() {
             (
                 "program not listed, info",
                 vec!["nothing"],
-                vec![("KEEPALIVE_PROGRAMS", "redis-server"), ("KEEPALIVE_LOG", "info")],
+                vec![
+                    ("KEEPALIVE_PROGRAMS", "redis-server"),
+                    ("KEEPALIVE_LOG", "info"),
+                ],
             ),
             ("debug, sockets", vec!["sockets", "3"], debug(&[])),
         ],

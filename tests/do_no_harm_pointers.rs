@@ -90,7 +90,8 @@ fn section(name: &str) {
     let bare = run.outcome(Stderr::Captured, LIMIT);
     assert_eq!(bare.status, "exit 0", "{bare}");
     assert!(
-        bare.stdout.ends_with(&format!("harm_pointers {name} done\n")),
+        bare.stdout
+            .ends_with(&format!("harm_pointers {name} done\n")),
         "{bare}"
     );
     assert!(
@@ -156,7 +157,8 @@ fn the_library_does_configure_the_sockets_of_the_fixture() {
     assert_eq!(pair.without.line(label), untouched(), "{}", pair.without);
     assert_eq!(pair.with.line(label), configured(), "{}", pair.with);
     assert_eq!(
-        pair.with.line("effect tcp after the hostile setsockopt calls"),
+        pair.with
+            .line("effect tcp after the hostile setsockopt calls"),
         configured(),
         "{}",
         pair.with

@@ -633,7 +633,11 @@ impl Differential {
 
     /// Asserts no difference, and that the run without the library ended with exit 0.
     pub fn assert_same(&self, name: &str) {
-        assert_eq!(self.without.status, "exit 0", "{name}: control run\n{}", self.without);
+        assert_eq!(
+            self.without.status, "exit 0",
+            "{name}: control run\n{}",
+            self.without
+        );
         if let Some(report) = self.difference(name) {
             panic!("{report}");
         }
