@@ -27,10 +27,13 @@ fn debug(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static 
     vars
 }
 
+/// A name, the fixture's arguments and the variables of both runs.
+type Case<'a> = (&'a str, Vec<&'a str>, Vec<(&'a str, &'a str)>);
+
 /// Runs each (name, args, variables) without and with the library, stderr as given; fails
 /// with every difference, and when the control run did not print `sigpipe=default` (the test
 /// would prove nothing about SIGPIPE then).
-fn assert_cases(cases: &[(&str, Vec<&str>, Vec<(&str, &str)>)], stderr: Stderr, limit: Duration) {
+fn assert_cases(cases: &[Case], stderr: Stderr, limit: Duration) {
     let scratch = TempDir::new("harm-log");
     let program = fixture(&scratch);
     let mut failures = Vec::new();
