@@ -13,6 +13,7 @@ mod hooks;
 mod log;
 mod policy;
 mod real;
+mod roles;
 mod runtime;
 mod sys;
 

@@ -15,6 +15,7 @@ use core::net::SocketAddr;
 use keepalive_config::{Decision, LogLevel, Override, Role, ShownAddress, SocketOption};
 
 use crate::log;
+use crate::roles;
 use crate::runtime::{self, Runtime};
 use crate::sys;
 
@@ -57,7 +58,7 @@ pub fn after_connect(fd: c_int) {
     let Some(runtime) = runtime::get().filter(|runtime| runtime.filters_by_address()) else {
         return;
     };
-    let Some(peer) = sys::peer_address(fd) else {
+    let Some(peer) = sys::connecting_peer_address(fd) else {
         return; // not IPv4/IPv6 (a UNIX socket), or gone
     };
     let decision = runtime
@@ -114,7 +115,18 @@ pub fn after_accept(fd: c_int) {
     } else {
         Decision::Targeted
     };
+    remember_role(runtime, fd, Role::Accepted);
     settle(runtime, fd, decision, Event::Accept(peer));
+}
+
+/// Under KEEPALIVE_PORTS, which port counts on a connected socket depends on how it was
+/// made: what the hooks saw is kept by the socket's identity for `targeted_now`.
+fn remember_role(runtime: &Runtime, fd: c_int, role: Role) {
+    if runtime.ports.is_some()
+        && let Some(cookie) = sys::cookie(fd)
+    {
+        roles::remember(cookie, role);
+    }
 }
 
 /// Configures a socket that may already carry values: each option the program set keeps
@@ -193,13 +205,17 @@ fn targeted_now(runtime: &Runtime, fd: c_int) -> bool {
             .decide(Role::Listening, local, None)
             .targeted();
     }
-    match sys::peer_address(fd) {
-        Some(peer) => runtime
-            .targeting()
-            .decide(Role::Connected, local, Some(peer))
-            .targeted(),
-        None => false,
-    }
+    let Some(peer) = sys::peer_address(fd) else {
+        return false;
+    };
+    let role = runtime
+        .ports
+        .and_then(|_| roles::recall(sys::cookie(fd)?))
+        .unwrap_or(Role::Connected);
+    runtime
+        .targeting()
+        .decide(role, local, Some(peer))
+        .targeted()
 }
 
 /// Whether the program's own call is one whose value may be replaced: one of our options

@@ -116,6 +116,27 @@ pub fn get_int(fd: c_int, level: c_int, name: c_int) -> Result<c_int, Errno> {
     checked(result).map(|_| value)
 }
 
+/// The socket's cookie: the kernel's identity of it, unique for the life of the system.
+pub fn cookie(fd: c_int) -> Option<u64> {
+    let mut value: u64 = 0;
+    let mut length = size_of::<u64>() as socklen_t;
+    // SAFETY: getsockopt writes at most `length` bytes into `value` and the length back.
+    let result = unsafe {
+        syscall6(
+            libc::SYS_getsockopt,
+            [
+                int(fd),
+                int(libc::SOL_SOCKET),
+                int(libc::SO_COOKIE),
+                (&raw mut value) as usize,
+                (&raw mut length) as usize,
+                0,
+            ],
+        )
+    };
+    checked(result).ok().map(|_| value)
+}
+
 /// True for a TCP socket (IPv4 or IPv6: SO_PROTOCOL is IPPROTO_TCP only on those).
 pub fn is_tcp(fd: c_int) -> bool {
     get_int(fd, libc::SOL_SOCKET, libc::SO_PROTOCOL) == Ok(libc::IPPROTO_TCP)
@@ -138,24 +159,47 @@ pub fn local_address(fd: c_int) -> Option<SocketAddr> {
     })
 }
 
-/// The socket's peer, also while its connect() is in progress.
+/// The socket's peer (getpeername), once connected.
 pub fn peer_address(fd: c_int) -> Option<SocketAddr> {
     address_query(|storage, length| {
-        // SAFETY: getsockopt writes at most *length bytes into storage and the length back.
+        // SAFETY: getpeername writes at most *length bytes into storage and the length back.
         unsafe {
             syscall6(
-                libc::SYS_getsockopt,
-                [
-                    int(fd),
-                    int(libc::SOL_SOCKET),
-                    int(SO_PEERNAME),
-                    storage as usize,
-                    length as usize,
-                    0,
-                ],
+                libc::SYS_getpeername,
+                [int(fd), storage as usize, length as usize, 0, 0, 0],
             )
         }
     })
+}
+
+/// The peer of a socket whose connect() may still be in progress (getpeername says ENOTCONN
+/// in SYN_SENT; SO_PEERNAME does not). SO_PEERNAME refuses a buffer longer than the address,
+/// so an IPv4 length is asked first and an IPv6 one only for an IPv6 socket.
+pub fn connecting_peer_address(fd: c_int) -> Option<SocketAddr> {
+    let ask = |length: usize| {
+        address_query(|storage, written| {
+            // SAFETY: *written is set to `length` (no more than the storage) before the call.
+            unsafe { *written = length as socklen_t };
+            // SAFETY: getsockopt writes at most *written bytes into storage and the length back.
+            unsafe {
+                syscall6(
+                    libc::SYS_getsockopt,
+                    [
+                        int(fd),
+                        int(libc::SOL_SOCKET),
+                        int(SO_PEERNAME),
+                        storage as usize,
+                        written as usize,
+                        0,
+                    ],
+                )
+            }
+        })
+    };
+    match ask(size_of::<sockaddr_in>()) {
+        Some(SocketAddr::V4(v4)) => Some(SocketAddr::V4(v4)),
+        _ => ask(size_of::<sockaddr_in6>()),
+    }
 }
 
 fn address_query(
