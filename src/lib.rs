@@ -10,6 +10,7 @@
 
 mod errno;
 mod hooks;
+mod kernel;
 mod log;
 mod policy;
 mod real;

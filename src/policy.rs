@@ -14,10 +14,10 @@ use core::net::SocketAddr;
 
 use keepalive_config::{Decision, LogLevel, Override, Role, ShownAddress, SocketOption};
 
-use crate::log;
 use crate::roles;
 use crate::runtime::{self, Runtime};
 use crate::sys;
+use crate::{kernel, log};
 
 /// A TCP stream socket as socket() asks for one.
 #[inline(always)]
@@ -38,7 +38,10 @@ pub fn after_socket(fd: c_int, domain: c_int, kind: c_int, protocol: c_int) {
         return;
     };
     if runtime.filters_by_address() {
-        return; // judged once connect(), listen() or accept() tells its addresses
+        // Judged once connect(), listen() or accept() tells its addresses; meanwhile it is
+        // a socket nobody has touched, the reference for what the program sets.
+        kernel::learn_from_untouched(fd);
+        return;
     }
     for &(option, value) in runtime.plan.steps() {
         let _ = sys::set_int(fd, option.level(), option.name(), value);
@@ -141,14 +144,12 @@ fn settle(runtime: &Runtime, fd: c_int, decision: Decision, event: Event) {
         return;
     }
     let mut applied = Applied::default();
+    let kernel = kernel::defaults();
     for &(option, configured) in runtime.plan.steps() {
         let Ok(current) = sys::get_int(fd, option.level(), option.name()) else {
             continue;
         };
-        let Some(value) = runtime
-            .policy
-            .settle(option, current, runtime.kernel, configured)
-        else {
+        let Some(value) = runtime.policy.settle(option, current, kernel, configured) else {
             continue;
         };
         if sys::set_int(fd, option.level(), option.name(), value).is_ok() {

@@ -21,8 +21,6 @@ pub struct Runtime {
     pub policy: Override,
     /// The options to set and their values.
     pub plan: Plan,
-    /// The kernel's values for options nobody set (this network namespace's sysctls).
-    pub kernel: KernelDefaults,
     pub ports: Option<&'static PortSet>,
     pub nets: Option<NetSet<'static>>,
     /// The option whose value tells, on an accepted socket, that its listener was configured.
@@ -173,7 +171,13 @@ fn build() -> Option<Runtime> {
         );
         return None;
     }
-    let kernel = kernel_defaults().unwrap_or_default();
+    // `auto` with a timing left to the kernel needs its value now; otherwise the defaults are
+    // learnt when first needed, without a socket of our own at load.
+    let kernel = if config.needs_kernel_defaults() {
+        crate::kernel::defaults()
+    } else {
+        KernelDefaults::default()
+    };
     log::event(
         config.log,
         LogLevel::Info,
@@ -208,7 +212,6 @@ fn runtime_from(config: &Config<'_>, kernel: KernelDefaults) -> Runtime {
         log: config.log,
         policy: config.override_policy,
         plan,
-        kernel,
         ports,
         nets,
         witness,
@@ -219,22 +222,6 @@ fn runtime_from(config: &Config<'_>, kernel: KernelDefaults) -> Runtime {
 fn secure_execution() -> bool {
     // SAFETY: getauxval has no preconditions.
     unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
-}
-
-/// The kernel's keepalive timings for new sockets (this network namespace's sysctls), read
-/// from a throwaway socket at load: the library reads no files.
-fn kernel_defaults() -> Option<KernelDefaults> {
-    let socket = sys::ScratchSocket::open()?;
-    let read = |option: SocketOption| {
-        sys::get_int(socket.fd(), option.level(), option.name())
-            .ok()
-            .and_then(|value| u32::try_from(value).ok())
-    };
-    Some(KernelDefaults {
-        idle: read(SocketOption::Idle)?,
-        interval: read(SocketOption::Interval)?,
-        count: read(SocketOption::Count)?,
-    })
 }
 
 unsafe extern "C" {

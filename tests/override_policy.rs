@@ -187,7 +187,10 @@ fn the_programs_setsockopt_reaches_the_kernel_once_unchanged_then_ours_follows()
                 "[1]", "[30]", "[61]", "[10]", "[7]", "[3]", "[4]", "[5000]", "[45000]",
             ],
         ),
-        ("tighten", vec!["[1]", "[30]", "[10]", "[7]", "[3]", "[5000]"]),
+        (
+            "tighten",
+            vec!["[1]", "[30]", "[10]", "[7]", "[3]", "[5000]"],
+        ),
     ] {
         let run = probe(&args)
             .preload()

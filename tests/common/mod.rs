@@ -352,12 +352,25 @@ pub fn compile_program_with(
     output: &str,
     scratch: &TempDir,
 ) -> PathBuf {
+    compile_program_flags(compiler, source, output, scratch, &[])
+}
+
+/// As [`compile_program_with`], with extra compiler flags (`-DNAME=VALUE`).
+pub fn compile_program_flags(
+    compiler: (&str, &str),
+    source: &str,
+    output: &str,
+    scratch: &TempDir,
+    flags: &[&str],
+) -> PathBuf {
     let source = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
         .join(source);
     let output = scratch.path(output);
     let result = Command::new(tool(compiler.0, compiler.1))
-        .args(["-O1", "-Wall", "-D_GNU_SOURCE", "-pthread", "-o"])
+        .args(["-O1", "-Wall", "-D_GNU_SOURCE", "-pthread"])
+        .args(flags)
+        .arg("-o")
         .arg(&output)
         .arg(&source)
         .arg("-ldl")
