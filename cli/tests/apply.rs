@@ -750,3 +750,36 @@ fn a_socket_that_cannot_be_changed_is_named_and_exits_1() {
     assert_eq!(*value_of(&read, "l4"), (true, 41, 7, 9, 12345));
     assert_eq!(*value_of(&read, "c4"), (true, 41, 7, 3, 12345));
 }
+
+#[test]
+fn apply_afterwards_and_the_library_from_the_start_agree_under_every_policy() {
+    require_root(NEEDS_ROOT);
+    let library = library();
+    let library = library.to_string_lossy();
+    for policy in ["no", "yes", "tighten"] {
+        // The same program twice: once under the library with the variables, once plain and
+        // then `apply` with the same values as options.
+        let preloaded = holder(
+            &sockets(),
+            &[
+                ("LD_PRELOAD", &library),
+                ("KEEPIDLE", "41"),
+                ("KEEPINTVL", "7"),
+                ("KEEPCNT", "5"),
+                ("KEEPALIVE_USER_TIMEOUT", "12345"),
+                ("KEEPALIVE_OVERRIDE", policy),
+            ],
+        );
+        let plain = holder(&sockets(), &[]);
+        let pid = plain.pid.to_string();
+        let mut args = OURS.to_vec();
+        args.extend(["--override", policy, &pid]);
+        let output = apply(&args);
+        assert_eq!(code(&output), 0, "{}", stderr(&output));
+        let (with_library, with_apply) = (read_back(&preloaded), read_back(&plain));
+        assert_eq!(with_library, with_apply, "{policy}: library vs apply");
+        // And neither is the kernel's or the program's alone.
+        assert_eq!(*value_of(&with_apply, "l4"), OUR_VALUES, "{policy}");
+        println!("{policy}: {with_apply:?}");
+    }
+}
