@@ -7,7 +7,9 @@
 //!
 //! Needs root (namespaces, iptables, pidfd_getfd), redis-server, redis-tools, iptables and
 //! iproute2; without them it fails, never skips. Driven by the cluster harness of the Redis
-//! tests (`tests/redis_cluster.rs`), whose `links` reads values with this build's `inspect`.
+//! tests, `scripts/redis-cluster` (up, nodes, links with this build's `inspect`, blackhole, exec,
+//! heal, wait-ok, keys, down); the links to the dead node are watched here, in
+//! /proc/PID/net/tcp, so that both survivors are timed from just before the blackhole.
 
 mod apply_support;
 mod common;
@@ -136,6 +138,42 @@ fn still_established(links: &[BTreeMap<String, String>], node: &str, link: &Link
     })
 }
 
+/// `0B00D50A:4269` of /proc/net/tcp: 10.213.0.11:17001.
+fn proc_address(hex: &str) -> Option<String> {
+    let (ip, port) = hex.split_once(':')?;
+    let ip = u32::from_str_radix(ip, 16).ok()?.to_ne_bytes();
+    let port = u16::from_str_radix(port, 16).ok()?;
+    Some(format!("{}.{}.{}.{}:{port}", ip[0], ip[1], ip[2], ip[3]))
+}
+
+/// Whether process `pid` has an ESTABLISHED TCP link `local` -> `remote` (IPv4), from
+/// /proc/PID/net/tcp (the table of its network namespace).
+fn established_in(pid: &str, local: &str, remote: &str) -> bool {
+    let table = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")).unwrap_or_default();
+    table.lines().skip(1).any(|row| {
+        let fields: Vec<&str> = row.split_whitespace().collect();
+        fields.len() > 3
+            && fields[3] == "01"
+            && proc_address(fields[1]).as_deref() == Some(local)
+            && proc_address(fields[2]).as_deref() == Some(remote)
+    })
+}
+
+/// Watches each (pid, link) every 50 ms until CONTROL_S after `t0`: when each was gone.
+fn watch(links: &[(String, Link)], t0: Instant) -> Vec<Option<f64>> {
+    let mut gone = vec![None; links.len()];
+    while t0.elapsed().as_secs_f64() < CONTROL_S {
+        let t = t0.elapsed().as_secs_f64();
+        for ((pid, link), gone) in links.iter().zip(gone.iter_mut()) {
+            if gone.is_none() && !established_in(pid, &link.1, &link.2) {
+                *gone = Some(t);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    gone
+}
+
 #[test]
 fn survivors_drop_links_to_a_blackholed_node_within_the_bound_after_apply() {
     require_root("network namespaces, iptables, pidfd_getfd of redis-server");
@@ -223,70 +261,86 @@ fn survivors_drop_links_to_a_blackholed_node_within_the_bound_after_apply() {
         }
     }
 
-    // Blackhole node 3; the harness watches node 1's links to it (data in flight from t = 0:
-    // one PUBLISH), this test node 2's and node 3's own inbound link from node 1.
-    let t0 = Instant::now();
-    let out = cluster.run(&[
-        "deadpeer",
-        "--victim",
-        "3",
-        "--survivor",
-        "1",
-        "--until-gone",
-        "--observe",
-        "15",
-        "--keep-blackhole",
-        "--format",
-        "kv",
-    ]);
-    println!("deadpeer, node 1 watched:\n{out}");
-    let result: BTreeMap<&str, &str> = out.lines().filter_map(|l| l.split_once('=')).collect();
-    for key in ["inbound_gone_s", "outbound_gone_s"] {
-        let seconds: f64 = result[key]
-            .parse()
-            .unwrap_or_else(|_| panic!("node 1: {key}={} within 15 s\n{out}", result[key]));
+    // Blackhole node 3 (the harness' iptables DROP in and out in its namespace) and publish one
+    // message on each survivor right after, so that data is in flight on their outbound links
+    // from t = 0, as the harness' deadpeer does: the time then shows TCP_USER_TIMEOUT, not when
+    // Redis next pings. Every link is watched in /proc/PID/net/tcp every 50 ms from just before
+    // the blackhole; node 3's inbound link from node 1, which apply did not touch, as control.
+    let mut watched: Vec<(String, String, Link)> = Vec::new();
+    for (survivor, links) in &to_victim {
+        let pid = node(survivor)["pid"].clone();
+        watched.extend(
+            links
+                .iter()
+                .map(|link| (survivor.to_string(), pid.clone(), link.clone())),
+        );
+    }
+    watched.push(("3".to_owned(), node("3")["pid"].clone(), control.clone()));
+    for (_, pid, link) in &watched {
         assert!(
-            seconds <= BOUND_S,
-            "node 1: {key} = {seconds} s > {BOUND_S} s"
+            established_in(pid, &link.1, &link.2),
+            "pid {pid}: {link:?} not in /proc/{pid}/net/tcp before the blackhole"
         );
     }
-    // Node 2's links to node 3: gone within the bound, timed from before the harness started
-    // (later than the blackhole, so the time is an over-estimate).
-    let node2 = &to_victim[1].1;
-    let mut gone_at: Vec<Option<f64>> = vec![None; node2.len()];
-    let mut control_gone = None;
-    while t0.elapsed().as_secs_f64() < CONTROL_S {
-        let now = cluster.links("0");
-        let t = t0.elapsed().as_secs_f64();
-        for (link, gone) in node2.iter().zip(gone_at.iter_mut()) {
-            if gone.is_none() && !still_established(&now, "2", link) {
-                *gone = Some(t);
-            }
-        }
-        if control_gone.is_none() && !still_established(&now, "3", &control) {
-            control_gone = Some(t);
-        }
-        std::thread::sleep(Duration::from_millis(200));
+    let links: Vec<(String, Link)> = watched
+        .iter()
+        .map(|(_, pid, link)| (pid.clone(), link.clone()))
+        .collect();
+    let t0 = Instant::now();
+    let watcher = std::thread::spawn(move || watch(&links, t0));
+    cluster.run(&["blackhole", "--node", "3"]);
+    let blackholed = t0.elapsed().as_secs_f64();
+    let publishers: Vec<_> = ["1", "2"]
+        .iter()
+        .map(|survivor| {
+            let (ip, port) = (&node(survivor)["ip"], &node(survivor)["port"]);
+            harness()
+                .args(["exec", "--dir"])
+                .arg(&cluster.dir)
+                .args([
+                    "--",
+                    "redis-cli",
+                    "-h",
+                    ip,
+                    "-p",
+                    port,
+                    "publish",
+                    "kpa",
+                    "blackholed",
+                ])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("redis-cli publish")
+        })
+        .collect();
+    for mut publisher in publishers {
+        let _ = publisher.wait();
     }
+    let gone_at = watcher.join().expect("the watcher");
     cluster.run(&["heal"]);
-    for (link, gone) in node2.iter().zip(&gone_at) {
-        let gone = gone.unwrap_or_else(|| panic!("node 2 {link:?} still there at {CONTROL_S} s"));
+    println!("blackhole in place {blackholed:.2} s after the watch began");
+    for ((node, _, link), gone) in watched.iter().zip(&gone_at) {
         println!(
-            "node 2 {} {} -> {}: gone after <= {gone:.2} s",
-            link.0, link.1, link.2
+            "node {node} {} {} -> {}: {}",
+            link.0,
+            link.1,
+            link.2,
+            gone.map_or(format!("ESTABLISHED at {CONTROL_S} s"), |t| format!(
+                "gone after {t:.2} s"
+            ))
         );
-        assert!(gone <= BOUND_S, "node 2 {link:?} gone only after {gone} s");
     }
-    println!(
-        "node 3 bus-in {} <- {} (not applied, Redis' 30/10/3): {}",
-        control.1,
-        control.2,
-        control_gone.map_or(format!("ESTABLISHED at {CONTROL_S} s"), |t| format!(
-            "gone after {t:.2} s"
-        ))
-    );
+    let (control_gone, survivors_gone) = gone_at.split_last().expect("watched links");
+    for ((node, _, link), gone) in watched.iter().zip(survivors_gone) {
+        let gone =
+            gone.unwrap_or_else(|| panic!("node {node} {link:?} still there at {CONTROL_S} s"));
+        assert!(
+            gone <= BOUND_S,
+            "node {node} {link:?} gone only after {gone} s"
+        );
+    }
     assert_eq!(
-        control_gone, None,
+        *control_gone, None,
         "the link apply did not touch must outlive the bound"
     );
 
