@@ -19,10 +19,12 @@ fn errno() -> c_int {
 /// The C `socket` contract.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn socket(domain: c_int, kind: c_int, protocol: c_int) -> c_int {
+    // Judged from the arguments (values, not memory) before the call: less to keep across it.
+    let tcp = policy::is_tcp_request(domain, kind, protocol);
     // SAFETY: the program's own call, forwarded unchanged.
     let fd = unsafe { real::socket()(domain, kind, protocol) };
-    if fd >= 0 {
-        policy::after_socket(fd, domain, kind, protocol);
+    if tcp && fd >= 0 {
+        policy::after_tcp_socket(fd);
     }
     fd
 }

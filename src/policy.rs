@@ -21,19 +21,30 @@ use crate::{kernel, log};
 
 /// A TCP stream socket as socket() asks for one.
 #[inline(always)]
-fn is_tcp_request(domain: c_int, kind: c_int, protocol: c_int) -> bool {
+pub fn is_tcp_request(domain: c_int, kind: c_int, protocol: c_int) -> bool {
     matches!(domain, libc::AF_INET | libc::AF_INET6)
         && kind & !(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC) == libc::SOCK_STREAM
         && matches!(protocol, 0 | libc::IPPROTO_TCP)
 }
 
-/// After a successful socket(): without address filters, a new TCP socket gets every
-/// planned option, one setsockopt each (nobody has set anything on it yet).
+/// After socket() made a TCP socket: without address filters it gets every planned option,
+/// one setsockopt each (nobody has set anything on it yet). The common case stays in the hook.
 #[inline(always)]
-pub fn after_socket(fd: c_int, domain: c_int, kind: c_int, protocol: c_int) {
-    if !is_tcp_request(domain, kind, protocol) {
-        return;
+pub fn after_tcp_socket(fd: c_int) {
+    match runtime::quick() {
+        Some(runtime) => {
+            for step in runtime.steps() {
+                let _ = sys::set_int_at(fd, step.level, step.name, &step.value);
+            }
+        }
+        None => after_tcp_socket_otherwise(fd),
     }
+}
+
+/// socket()'s other cases: the library not loaded yet, address filters, the debug log.
+#[cold]
+#[inline(never)]
+fn after_tcp_socket_otherwise(fd: c_int) {
     let Some(runtime) = runtime::get() else {
         return;
     };
@@ -43,16 +54,14 @@ pub fn after_socket(fd: c_int, domain: c_int, kind: c_int, protocol: c_int) {
         kernel::learn_from_untouched(fd);
         return;
     }
-    for &(option, value) in runtime.plan.steps() {
-        let _ = sys::set_int(fd, option.level(), option.name(), value);
+    for step in runtime.steps() {
+        let _ = sys::set_int(fd, step.level, step.name, step.value);
     }
-    if log::enabled(runtime.log, LogLevel::Debug) {
-        log::event(
-            runtime.log,
-            LogLevel::Debug,
-            format_args!("fd {fd} configured at socket(): {}", Planned(runtime)),
-        );
-    }
+    log::event(
+        runtime.log,
+        LogLevel::Debug,
+        format_args!("fd {fd} configured at socket(): {}", Planned(runtime)),
+    );
 }
 
 /// After a connect() the kernel accepted (0, or EINPROGRESS): with address filters, the
