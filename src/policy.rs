@@ -33,6 +33,9 @@ pub fn is_tcp_request(domain: c_int, kind: c_int, protocol: c_int) -> bool {
 pub fn after_tcp_socket(fd: c_int) {
     match runtime::quick() {
         Some(runtime) => {
+            // tests/panic_free.rs builds with this cfg to prove such a path fails the link.
+            #[cfg(keepalive_panic_probe)]
+            let _ = sys::set_int(fd, 1, 1, [1, 2, 3][fd as usize % 7]);
             for step in runtime.steps() {
                 let _ = sys::set_int_at(fd, step.level, step.name, &step.value);
             }
