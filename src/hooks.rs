@@ -1,6 +1,7 @@
 //! The exported hooks. Each calls the real function exactly once, first, and returns exactly
-//! what it returned with the errno it set; the library's work comes after, only on success,
-//! and reads nothing of the program's memory that the kernel has not just read successfully.
+//! what it returned with the errno it set; the library's work comes after, only once the
+//! kernel has accepted the call, and never reads the program's memory: what it needs to know
+//! (addresses, values) it asks the kernel.
 //! (Its own system calls are raw and leave errno alone.)
 
 use core::ffi::{c_int, c_void};
@@ -35,7 +36,9 @@ pub unsafe extern "C" fn socket(domain: c_int, kind: c_int, protocol: c_int) -> 
 pub unsafe extern "C" fn connect(fd: c_int, address: *const sockaddr, length: socklen_t) -> c_int {
     // SAFETY: the program's own call, forwarded unchanged.
     let result = unsafe { real::connect()(fd, address, length) };
-    if result == 0 || errno() == libc::EINPROGRESS {
+    // EINPROGRESS (nonblocking) and EINTR (a blocking one interrupted by a signal): the kernel
+    // took the address and the connection goes on without the program waiting for it.
+    if result == 0 || matches!(errno(), libc::EINPROGRESS | libc::EINTR) {
         policy::after_connect(fd);
     }
     result
@@ -101,10 +104,9 @@ pub unsafe extern "C" fn setsockopt(
     if result == 0
         && let Some(option) = policy::watches_setsockopt(level, name)
     {
-        // SAFETY: the kernel has just read an int at `value` for this option (it refuses a
-        // shorter length or an unreadable address), so the same read is valid.
-        let asked = unsafe { value.cast::<c_int>().read_unaligned() };
-        policy::after_setsockopt(fd, option, asked);
+        // What the program asked for is read back from the kernel, not from `value`: the
+        // library never touches the program's memory, even after the kernel accepted it.
+        policy::after_setsockopt(fd, option);
     }
     result
 }

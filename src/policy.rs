@@ -175,15 +175,17 @@ fn settle(runtime: &Runtime, fd: c_int, decision: Decision, event: Event) {
     );
 }
 
-/// After the program's own setsockopt succeeded with `asked` for one of our options: under
-/// KEEPALIVE_OVERRIDE=yes|tighten, our value replaces it on a targeted TCP socket.
-///
-/// The value is read only now that the kernel has read the same int successfully.
-pub fn after_setsockopt(fd: c_int, option: SocketOption, asked: c_int) {
+/// After the program's own setsockopt of one of our options succeeded: under
+/// KEEPALIVE_OVERRIDE=yes|tighten, our value replaces the one it set on a targeted TCP socket.
+pub fn after_setsockopt(fd: c_int, option: SocketOption) {
     let Some(runtime) = runtime::get() else {
         return;
     };
     let Some(configured) = runtime.plan.value(option) else {
+        return;
+    };
+    // The value the program set, as the kernel holds it now.
+    let Ok(asked) = sys::get_int(fd, option.level(), option.name()) else {
         return;
     };
     let Some(chosen) = runtime.policy.replace(option, asked, configured) else {
