@@ -43,6 +43,43 @@ unsafe fn syscall6(number: c_long, args: [usize; 6]) -> isize {
     result
 }
 
+/// A system call with five arguments (one register less to set than `syscall6`).
+///
+/// # Safety
+/// As for `syscall6`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn syscall5(number: c_long, args: [usize; 5]) -> isize {
+    let result: isize;
+    // SAFETY: the caller passes a valid system call; `syscall` clobbers only rcx and r11.
+    unsafe {
+        core::arch::asm!(
+            "syscall",
+            inlateout("rax") number as isize => result,
+            in("rdi") args[0],
+            in("rsi") args[1],
+            in("rdx") args[2],
+            in("r10") args[3],
+            in("r8") args[4],
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    result
+}
+
+/// On aarch64 the sixth register costs nothing worth a second function.
+///
+/// # Safety
+/// As for `syscall6`.
+#[cfg(target_arch = "aarch64")]
+#[inline(always)]
+unsafe fn syscall5(number: c_long, [a, b, c, d, e]: [usize; 5]) -> isize {
+    // SAFETY: as the caller's.
+    unsafe { syscall6(number, [a, b, c, d, e, 0]) }
+}
+
 /// As above, for aarch64 (`svc 0`, number in x8).
 ///
 /// # Safety
@@ -78,19 +115,19 @@ fn int(value: c_int) -> usize {
 }
 
 pub fn set_int(fd: c_int, level: c_int, name: c_int, value: c_int) -> Result<(), Errno> {
+    set_int_at(fd, level, name, &value)
+}
+
+/// setsockopt of the int at `value` itself (the runtime's plan, without a copy to the stack).
+#[inline(always)]
+pub fn set_int_at(fd: c_int, level: c_int, name: c_int, value: &c_int) -> Result<(), Errno> {
     let length = size_of::<c_int>();
-    // SAFETY: setsockopt reads `length` bytes at &value, which lives across the call.
+    let value: *const c_int = value;
+    // SAFETY: setsockopt reads `length` bytes at `value`, a live int.
     let result = unsafe {
-        syscall6(
+        syscall5(
             libc::SYS_setsockopt,
-            [
-                int(fd),
-                int(level),
-                int(name),
-                (&raw const value) as usize,
-                length,
-                0,
-            ],
+            [int(fd), int(level), int(name), value as usize, length],
         )
     };
     checked(result).map(|_| ())
