@@ -185,7 +185,7 @@ pub fn deb() -> PathBuf {
     static DEB: OnceLock<PathBuf> = OnceLock::new();
     DEB.get_or_init(|| {
         if let Some(path) = std::env::var_os("KEEPALIVE_PRELOAD_DEB").filter(|v| !v.is_empty()) {
-            let path = PathBuf::from(path);
+            let path = std::path::absolute(PathBuf::from(path)).expect("absolute path");
             assert!(
                 path.is_file(),
                 "KEEPALIVE_PRELOAD_DEB={} is not a file",
