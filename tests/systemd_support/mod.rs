@@ -260,6 +260,14 @@ impl Container {
     /// Boots the cached rootfs as a container named `kpsd-TAG-PID` and waits for the end of
     /// its boot. Fails (panics) when it cannot.
     pub fn boot(tag: &str) -> Self {
+        Self::boot_with(tag, &[])
+    }
+
+    /// `boot` with more `systemd-nspawn` arguments. Units in the container get nspawn's
+    /// capability bounding set and syscall filter: bpf(2) fails there with EPERM unless
+    /// `--capability=CAP_BPF,CAP_PERFMON` and `--system-call-filter=bpf` are given (measured
+    /// with systemd-run in the container: BPF_MAP_CREATE EPERM without, a map with).
+    pub fn boot_with(tag: &str, nspawn_args: &[&str]) -> Self {
         require();
         let rootfs = rootfs();
         remove_stale_cgroups();
@@ -291,6 +299,7 @@ impl Container {
                 "--boot",
             ])
             .arg(format!("--machine={name}"))
+            .args(nspawn_args)
             .env_clear()
             .env("PATH", PATH)
             .stdin(Stdio::null())
