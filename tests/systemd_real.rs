@@ -357,7 +357,15 @@ fn debian_redis_server_with_the_dropin() {
     assert_eq!(c.property("redis-server", "ActiveState"), "active");
 
     // The package removed, the drop-in left in /etc: Redis still starts (without the library).
-    c.sh("dpkg -r keepalive-preload");
+    let removed = c.exec("dpkg -r keepalive-preload");
+    assert!(removed.success(), "dpkg -r: {}", removed.stderr);
+    assert!(
+        removed
+            .stderr
+            .contains("redis-server.service.d/keepalive-preload.conf stays"),
+        "postrm does not name the drop-in left in /etc:\n{}",
+        removed.stderr
+    );
     c.sh("test -f /etc/systemd/system/redis-server.service.d/keepalive-preload.conf");
     let restart = c.systemctl("restart redis-server");
     assert!(
