@@ -7,8 +7,9 @@
 //! - [`Container::boot`]: boots it with `--volatile=overlay` (the tree stays untouched, every
 //!   write goes to a tmpfs), `--private-network` (never on the host's ports) and
 //!   `--register=no --keep-unit`, from cgroups of its own (`kpsd-NAME-PID`) made in both
-//!   /sys/fs/cgroup/systemd and /sys/fs/cgroup/unified: started from the root cgroup, nspawn
-//!   leaves /payload and /supervisor behind and `systemctl status` fails with EIO. Returns when
+//!   /sys/fs/cgroup/systemd and /sys/fs/cgroup/unified (a hybrid host; on a unified one in
+//!   /sys/fs/cgroup): started from the root cgroup, nspawn leaves /payload and /supervisor
+//!   behind and `systemctl status` fails with EIO. Returns when
 //!   `systemctl is-system-running --wait` says the boot is over.
 //! - [`Container::exec`] and the helpers on top of it run a shell script inside, entered with
 //!   `nsenter -t <PID 1> -a`; [`Container::systemctl_edit`] drives the real `systemctl edit`
@@ -47,10 +48,27 @@ const RECIPE_VERSION: u32 = 1;
 const CACHE_DIR: &str = "/var/tmp";
 const CACHE_PREFIX: &str = "kpsd-rootfs-";
 
-/// The cgroup hierarchies nspawn needs a cgroup of its own in (hybrid: v1's named systemd
-/// hierarchy and the unified one).
-const CGROUP_V1: &str = "/sys/fs/cgroup/systemd";
-const CGROUP_V2: &str = "/sys/fs/cgroup/unified";
+/// The cgroup hierarchies nspawn needs a cgroup of its own in: on a hybrid host (this project's
+/// machines) v1's named systemd hierarchy and the unified one; on a unified host only the root.
+fn hierarchies() -> &'static [PathBuf] {
+    static HIERARCHIES: OnceLock<Vec<PathBuf>> = OnceLock::new();
+    HIERARCHIES.get_or_init(|| {
+        if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+            return vec![PathBuf::from("/sys/fs/cgroup")];
+        }
+        let hybrid = ["/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified"].map(PathBuf::from);
+        assert!(
+            hybrid.iter().all(|dir| dir.join("cgroup.procs").exists()),
+            "neither a unified cgroup hierarchy nor a hybrid one (/sys/fs/cgroup/systemd and /sys/fs/cgroup/unified)"
+        );
+        hybrid.to_vec()
+    })
+}
+
+/// The cgroup2 hierarchy (the last of `hierarchies`): cgroup.kill, cgroup.events.
+fn unified() -> &'static Path {
+    hierarchies().last().expect("a hierarchy")
+}
 
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -272,8 +290,8 @@ impl Container {
         let rootfs = rootfs();
         remove_stale_cgroups();
         let name = format!("kpsd-{tag}-{}", std::process::id());
-        for hierarchy in [CGROUP_V1, CGROUP_V2] {
-            let dir = Path::new(hierarchy).join(&name);
+        for hierarchy in hierarchies() {
+            let dir = hierarchy.join(&name);
             std::fs::create_dir_all(&dir)
                 .unwrap_or_else(|e| panic!("create cgroup {}: {e}", dir.display()));
         }
@@ -281,9 +299,14 @@ impl Container {
         let log_file = File::create(&log).expect("container log");
         let started = Instant::now();
         // The shell moves itself into the new cgroups, then becomes nspawn.
-        let script = format!(
-            "echo $$ > {CGROUP_V1}/{name}/cgroup.procs && echo $$ > {CGROUP_V2}/{name}/cgroup.procs && exec \"$@\""
-        );
+        let mut script = String::new();
+        for hierarchy in hierarchies() {
+            script.push_str(&format!(
+                "echo $$ > {}/{name}/cgroup.procs && ",
+                hierarchy.display()
+            ));
+        }
+        script.push_str("exec \"$@\"");
         let nspawn = Command::new("/bin/sh")
             .arg("-c")
             .arg(script)
@@ -535,7 +558,7 @@ impl Drop for Container {
 
 /// Kills every process in the container's unified cgroup subtree and waits until it is empty.
 fn kill_cgroup(name: &str) {
-    let dir = Path::new(CGROUP_V2).join(name);
+    let dir = unified().join(name);
     if !dir.exists() {
         return;
     }
@@ -562,14 +585,14 @@ fn remove_cgroup(name: &str) {
         }
         let _ = std::fs::remove_dir(dir);
     }
-    for hierarchy in [CGROUP_V1, CGROUP_V2] {
-        remove_tree(&Path::new(hierarchy).join(name));
+    for hierarchy in hierarchies() {
+        remove_tree(&hierarchy.join(name));
     }
 }
 
 /// Containers of earlier test processes that were killed before they could clean up.
 fn remove_stale_cgroups() {
-    let Ok(entries) = std::fs::read_dir(CGROUP_V2) else {
+    let Ok(entries) = std::fs::read_dir(unified()) else {
         return;
     };
     for entry in entries.flatten() {
