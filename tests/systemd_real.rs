@@ -637,9 +637,52 @@ fn dead_peer_through_the_units_on_two_hosts() {
         "outbound link gone after {outbound:.2} s, bound {SHIPPED_BOUND_S} s"
     );
 
+    // A replica on the other host: protected mode would deny its replication link to node 1's
+    // client port without the example's password. (From here on the peer host has two nodes;
+    // the inbound bus link watched below is either one's: a dead peer's.)
+    wait_cluster_ok(&c, &nodes, Some(PASSWORD));
+    c.sh(&format!(
+        "install -o redis -g redis -m 0640 {EXAMPLE_CONFIG} /etc/redis/cluster/40004.conf && \
+         sed -i 's/CHANGE-ME/{PASSWORD}/' /etc/redis/cluster/40004.conf && \
+         echo CONFIG=/etc/redis/cluster/40004.conf > /etc/redis/cluster/40004.env && \
+         mkdir -p /etc/systemd/system/redis-cluster@40004.service.d && \
+         cp /etc/systemd/system/redis-cluster@40003.service.d/netns.conf \
+            /etc/systemd/system/redis-cluster@40004.service.d/ && \
+         systemctl daemon-reload && systemctl enable --now redis-cluster@40004"
+    ));
+    let master = cli(&c, "10.77.0.1", 40001, Some(PASSWORD), "cluster myid");
+    let add = c.exec(&format!(
+        "ip netns exec kpsd-peer env REDISCLI_AUTH='{PASSWORD}' redis-cli --cluster add-node \
+         10.77.0.2:40004 10.77.0.1:40001 --cluster-slave --cluster-master-id {}",
+        master.trim()
+    ));
+    assert!(
+        add.success(),
+        "add a replica on the peer host:\n{}\n{}",
+        add.stdout,
+        add.stderr
+    );
+    c.wait_for(
+        "the replica's link to its master up",
+        Duration::from_secs(60),
+        || {
+            let info = cli(&c, "10.77.0.2", 40004, Some(PASSWORD), "info replication");
+            (info_field(&info, "master_link_status").as_deref() == Some("up")).then_some(())
+        },
+    );
+    let replica = c.main_pid("redis-cluster@40004");
+    let link = sockets(&c, replica)
+        .into_iter()
+        .find(|s| s.state == "ESTABLISHED" && s.remote == "10.77.0.1:40001")
+        .expect("the replica's replication link to 10.77.0.1:40001");
+    println!(
+        "replica on the peer host: replication link {} -> {}: keepalive={} {:?}",
+        link.local, link.remote, link.keepalive, link.values
+    );
+    assert!(link.keepalive && link.values == Some(SHIPPED), "{link:?}");
+
     // Without the library (an operator's override empties LD_PRELOAD): the inbound link
     // outlives the bound by far.
-    wait_cluster_ok(&c, &nodes, Some(PASSWORD));
     c.systemctl_edit("redis-cluster@", "[Service]\nEnvironment=LD_PRELOAD=\n");
     c.sh(&format!("systemctl restart {}", names.join(" ")));
     wait_cluster_ok(&c, &nodes, Some(PASSWORD));
