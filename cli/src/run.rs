@@ -16,7 +16,14 @@ use crate::options::{AllVariables, VariableOptions};
 /// The library's file name.
 pub const LIBRARY_NAME: &str = "libkeepalive_preload.so";
 /// Where packages install the library, searched after the places next to this program.
-pub const INSTALL_DIRS: [&str; 3] = ["/usr/lib/x86_64-linux-gnu", "/usr/lib", "/usr/local/lib"];
+pub const INSTALL_DIRS: [&str; 3] = [MULTIARCH_LIB, "/usr/lib", "/usr/local/lib"];
+/// Debian's multiarch library directory for the architecture this command was built for.
+#[cfg(target_arch = "x86_64")]
+const MULTIARCH_LIB: &str = "/usr/lib/x86_64-linux-gnu";
+#[cfg(target_arch = "aarch64")]
+const MULTIARCH_LIB: &str = "/usr/lib/aarch64-linux-gnu";
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+const MULTIARCH_LIB: &str = "/usr/lib";
 /// Names the library explicitly, like `--library`.
 pub const LIBRARY_VARIABLE: &str = "KEEPALIVE_PRELOAD_LIB";
 
