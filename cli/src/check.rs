@@ -2,10 +2,11 @@
 
 use std::process::ExitCode;
 
-use keepalive_config::{KernelDefaults, PREFIX, VARIABLES};
+use keepalive_config::{PREFIX, VARIABLES};
 
 use crate::EXIT_ERROR;
-use crate::inspect::{LIBRARY_STEM, mapped_library};
+use crate::library::{LIBRARY_STEM, mapped_library};
+use crate::settings::kernel_defaults;
 
 pub fn check() -> ExitCode {
     let parsed = crate::settings::from_own_environment();
@@ -101,23 +102,6 @@ pub fn library_dir_of_libc(maps: &str) -> Option<String> {
         .or_else(|_| dir.strip_prefix("/"))
         .ok()?;
     relative.to_str().map(str::to_owned)
-}
-
-/// The keepalive sysctls of this network namespace, for resolving `auto`; Linux's compiled-in
-/// defaults where one cannot be read.
-pub fn kernel_defaults() -> KernelDefaults {
-    let read = |name: &str, fallback: u32| {
-        std::fs::read_to_string(format!("/proc/sys/net/ipv4/{name}"))
-            .ok()
-            .and_then(|text| text.trim().parse().ok())
-            .unwrap_or(fallback)
-    };
-    let linux = KernelDefaults::default();
-    KernelDefaults {
-        idle: read("tcp_keepalive_time", linux.idle),
-        interval: read("tcp_keepalive_intvl", linux.interval),
-        count: read("tcp_keepalive_probes", linux.count),
-    }
 }
 
 #[cfg(test)]

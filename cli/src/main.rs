@@ -6,6 +6,7 @@ mod apply;
 mod check;
 mod environ;
 mod inspect;
+mod library;
 mod options;
 mod run;
 mod settings;

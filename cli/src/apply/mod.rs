@@ -11,6 +11,7 @@
 //! duplicated, it has a TCP socket), so that bad input changes nothing; then each socket is
 //! duplicated, read, changed, read back and closed at once, so no socket stays held open.
 
+mod outcome;
 mod processes;
 mod report;
 mod target;
@@ -27,8 +28,9 @@ use keepalive_config::{Config, ConfigError, PREFIX, Plan, Quoted, SocketOption};
 use crate::options::{PolicyVariables, VariableOptions};
 use crate::settings::Filters;
 use crate::{EXIT_ERROR, Failure};
+use outcome::Tally;
 use processes::{cgroup_processes, unit_processes};
-use report::{Tally, json_lines, table};
+use report::{json_lines, table};
 use target::{NamespaceDefaults, Rule, Target};
 
 #[derive(Args, Debug)]

@@ -9,10 +9,10 @@ use std::os::unix::fs::MetadataExt;
 
 use keepalive_config::{Config, Decision, KernelDefaults, Plan, Role as TargetRole, SocketOption};
 
-use super::report::{Kind, Outcome, Values};
-use crate::check::kernel_defaults;
+use super::outcome::{Kind, Outcome, Values};
 use crate::inspect::{self, Process, Role, Socket};
 use crate::settings::Filters;
+use crate::settings::kernel_defaults;
 use crate::{Failure, sys};
 
 /// The keepalive sysctls of each network namespace met, by the namespace's inode.
@@ -132,7 +132,7 @@ impl Target {
             pid,
             exe,
             argv0,
-            library: inspect::mapped_library(&maps),
+            library: crate::library::mapped_library(&maps),
             sockets: Vec::new(),
             maps: String::new(),
         };
