@@ -202,7 +202,7 @@ pub const KEEPALIVE_PROGRAMS: Variable = Variable {
     meaning: "act only in these programs (base name of the executable or of argv[0])",
     accepted: "a comma-separated list of program names, like redis-server,redis-sentinel",
     unset: "every program",
-    details: "A name matches the base name of the executable ({/proc/self/exe}) or of {argv[0]}.\n\
+    details: "The executable's name is read from {/proc/self/exe}, the other from {argv[0]}.\n\
               Useful with a system-wide {/etc/ld.so.preload}.",
     choices: &[],
 };
@@ -242,11 +242,12 @@ pub const PROCESS_ONLY: [Variable; 2] = [KEEPALIVE_PROGRAMS, KEEPALIVE_INHERIT];
 mod tests {
     use super::*;
 
-    /// Plain text: one line, no markup, nothing a renderer would have to guess about.
+    /// Plain text: one line, no markup, nothing a renderer would have to guess about (`](`
+    /// would make a markdown link).
     fn check_plain(what: &str, text: &str) {
         assert!(!text.is_empty(), "{what} is empty");
         assert_eq!(text.trim(), text, "{what} is padded");
-        for forbidden in ['`', '{', '}', '\\', '|', '\n'] {
+        for forbidden in ["`", "{", "}", "\\", "|", "\n", "]("] {
             assert!(
                 !text.contains(forbidden),
                 "{what} contains {forbidden:?}: {text:?}"
@@ -254,11 +255,11 @@ mod tests {
         }
     }
 
-    /// Text in the markup: spans closed on the line they open, not nested; no backslash or
-    /// `|`; no padded line; paragraphs separated by exactly one empty line.
+    /// Text in the markup: spans closed on the line they open, not nested; no backslash, `|`
+    /// or `](`; no padded line; paragraphs separated by exactly one empty line.
     fn check_markup(what: &str, text: &str) {
         assert!(
-            !text.contains('\\') && !text.contains('|'),
+            !text.contains('\\') && !text.contains('|') && !text.contains("]("),
             "{what}: {text:?}"
         );
         for paragraph in text.split("\n\n") {
