@@ -422,7 +422,7 @@ fn markdown_meaning(variable: &Variable) -> String {
 
 fn readme_table() -> String {
     let mut out = String::from(
-        "\n| variable | `run` option | meaning | accepted | unset |\n|---|---|---|---|---|\n",
+        "\n| variable | option | meaning | accepted | unset |\n|---|---|---|---|---|\n",
     );
     for variable in VARIABLES {
         let option = if variable.name == KEEPALIVE_STRICT.name {
