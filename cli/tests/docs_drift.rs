@@ -6,7 +6,8 @@
 mod common;
 
 use std::fs::File;
-use std::process::Stdio;
+use std::path::Path;
+use std::process::{Output, Stdio};
 
 use common::{BIN, capture, code, command, stderr, stdout};
 
@@ -49,18 +50,23 @@ fn readme_configuration_table_is_generated_from_the_table() {
     assert_generated("readme-table", "README.md");
 }
 
+/// `keepalive-preload generate WHAT --in-place PATH`.
+fn generate_in_place(what: &str, path: &Path) -> Output {
+    capture(
+        command()
+            .args(["generate", what, "--in-place"])
+            .arg(path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    )
+}
+
 #[test]
 fn generate_refuses_a_file_without_the_markers() {
     let scratch = common::TempDir::new("docs-drift");
     let path = scratch.path("page.8");
     std::fs::write(&path, ".TH X 8\n").unwrap();
-    let output = capture(
-        command()
-            .args(["generate", "man", "--in-place"])
-            .arg(&path)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped()),
-    );
+    let output = generate_in_place("man", &path);
     assert_eq!(code(&output), 2, "{output:?}");
     assert!(
         stderr(&output).contains("generated: environment"),
@@ -79,13 +85,7 @@ fn generate_in_place_rewrites_only_the_regions() {
         "# x\n<!-- generated: configuration table: -->\nstale\n<!-- end generated: configuration table -->\ntail\n",
     )
     .unwrap();
-    let output = capture(
-        command()
-            .args(["generate", "readme-table", "--in-place"])
-            .arg(&path)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped()),
-    );
+    let output = generate_in_place("readme-table", &path);
     assert_eq!(code(&output), 0, "{output:?}");
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(text.starts_with("# x\n<!-- generated: configuration table: do not edit;"));
