@@ -5,6 +5,7 @@
 mod apply;
 mod check;
 mod environ;
+mod generate;
 mod inspect;
 mod library;
 mod options;
@@ -99,6 +100,10 @@ changed; 2 on an error (an invalid value, a missing process, no rights), and the
         after_long_help = variables_help()
     )]
     Apply(apply::ApplyArgs),
+    /// Render the man page's and the README's generated regions from the variables (for
+    /// maintainers: `generate man|readme-table [--in-place FILE]`, see HACKING.md).
+    #[command(hide = true)]
+    Generate(generate::GenerateArgs),
 }
 
 #[derive(Args, Debug)]
@@ -139,6 +144,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => inspect::inspect(&args),
         Command::Check(CheckArgs {}) => Ok(check::check()),
         Command::Apply(args) => apply::apply(&args),
+        Command::Generate(args) => generate::generate(&args),
     };
     match result {
         Ok(code) => code,
