@@ -161,7 +161,9 @@ pub fn apply(args: &ApplyArgs) -> Result<ExitCode, Failure> {
 /// A rejected value, naming the option that gave it or the environment.
 fn error_line(error: &ConfigError<'_>, options: &VariableOptions<PolicyVariables>) -> String {
     let line = error.to_string();
-    let variable = error.variable;
+    let Some(variable) = error.row() else {
+        return line;
+    };
     let given = format!("{PREFIX}: {}={} ", variable.name, Quoted(error.value));
     let Some(rest) = line.strip_prefix(&given) else {
         return line;
