@@ -196,17 +196,17 @@ fn build_rootfs() -> PathBuf {
     dir
 }
 
-/// The project's .deb: `KEEPALIVE_PRELOAD_DEB` (scripts/test builds it with
+/// The project's .deb: `KP_TEST_DEB` (scripts/test builds it with
 /// packaging/build-deb first), else built now by packaging/build-deb into a target directory
 /// of its own (the outer cargo holds the lock on the normal one): a full release build.
 pub fn deb() -> PathBuf {
     static DEB: OnceLock<PathBuf> = OnceLock::new();
     DEB.get_or_init(|| {
-        if let Some(path) = std::env::var_os("KEEPALIVE_PRELOAD_DEB").filter(|v| !v.is_empty()) {
+        if let Some(path) = std::env::var_os("KP_TEST_DEB").filter(|v| !v.is_empty()) {
             let path = std::path::absolute(PathBuf::from(path)).expect("absolute path");
             assert!(
                 path.is_file(),
-                "KEEPALIVE_PRELOAD_DEB={} is not a file",
+                "KP_TEST_DEB={} is not a file",
                 path.display()
             );
             return path;
@@ -214,7 +214,7 @@ pub fn deb() -> PathBuf {
         let target = testkit::profile_dir().join("kpsd-deb-build");
         let output = target.join("debian");
         println!(
-            "KEEPALIVE_PRELOAD_DEB is not set: packaging/build-deb into {}",
+            "KP_TEST_DEB is not set: packaging/build-deb into {}",
             target.display()
         );
         let out = Command::new(repo().join("packaging/build-deb"))
