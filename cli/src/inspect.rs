@@ -81,6 +81,8 @@ pub struct Expectation {
     pub source: String,
     /// LD_PRELOAD in that environment.
     pub preload: Option<String>,
+    /// The library must be mapped for the configuration to act (false under an eBPF policy).
+    pub needs_library: bool,
 }
 
 /// How the socket came to be, which decides the port a filter looks at.
@@ -155,7 +157,10 @@ pub fn inspect(args: &InspectArgs) -> Result<ExitCode, Failure> {
     let mut first = true;
     for &pid in &args.pids {
         let report = read_process(pid).and_then(|process| {
-            let expectation = if args.expect_env {
+            // An eBPF policy on the process's cgroup is what the kernel enforces: judge by it.
+            let expectation = if let Some(policy) = crate::bpf::expectation_for(pid) {
+                Some(policy)
+            } else if args.expect_env {
                 Some(read_expectation(pid, &process)?)
             } else {
                 None
@@ -173,7 +178,9 @@ pub fn inspect(args: &InspectArgs) -> Result<ExitCode, Failure> {
         let judgements = judge_process(&process, expectation.as_ref());
         let library_problem = expectation
             .as_ref()
-            .filter(|expectation| expectation.acts && process.library.is_none())
+            .filter(|expectation| {
+                expectation.acts && expectation.needs_library && process.library.is_none()
+            })
             .map(library_missing_message);
         let failed = library_problem.is_some() || judgements.iter().any(|j| j.verdict.fails());
         if failed {
@@ -510,6 +517,7 @@ fn read_expectation(pid: i32, process: &Process) -> Result<Expectation, Failure>
         preload: variables
             .get("LD_PRELOAD")
             .map(|preload| preload.to_string_lossy().into_owned()),
+        needs_library: true,
     })
 }
 
@@ -957,6 +965,7 @@ mod tests {
             kernel: KernelDefaults::default(),
             source: "test".to_owned(),
             preload: None,
+            needs_library: true,
         }
     }
 

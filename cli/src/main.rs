@@ -2,6 +2,7 @@
 //! process, check a configuration. Shares the library's one parser (`keepalive-config`) and
 //! never links the library itself (its exported hooks would interpose this command).
 
+mod bpf;
 mod check;
 mod environ;
 mod inspect;
@@ -79,6 +80,15 @@ that a typo or a library the service would not load fails the deployment.",
         after_long_help = variables_help()
     )]
     Check(CheckArgs),
+    /// The same policy enforced by eBPF on a cgroup (a systemd unit): attach, detach, status.
+    #[command(
+        long_about = "The policy of the library (the same options and variables) enforced by the kernel on every \
+TCP socket of a cgroup, whatever the program's language or linkage (Go, static binaries, io_uring): \
+`bpf attach --unit NAME` or `--cgroup PATH`, `bpf detach`, `bpf status [--json]`. Needs root and \
+the unified cgroup hierarchy (cgroup2).",
+        after_long_help = variables_help()
+    )]
+    Bpf(bpf::BpfArgs),
 }
 
 #[derive(Args, Debug)]
@@ -118,6 +128,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(*args),
         Command::Inspect(args) => inspect::inspect(&args),
         Command::Check(CheckArgs {}) => Ok(check::check()),
+        Command::Bpf(args) => bpf::bpf(args),
     };
     match result {
         Ok(code) => code,
