@@ -130,10 +130,10 @@ fn attach(args: &AttachArgs) -> Result<ExitCode, Failure> {
         }
     }
     if !problems.is_empty() {
+        // One line each; nothing is attached.
         for problem in problems {
             eprintln!("{problem}");
         }
-        eprintln!("{PREFIX}: bpf attach: nothing attached");
         return Ok(ExitCode::from(EXIT_ERROR));
     }
     require_root("attach")?;
