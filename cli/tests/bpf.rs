@@ -317,13 +317,6 @@ fn bad_input_is_one_error_with_status_2_and_attaches_nothing() {
     assert_eq!(common::code(&output), 2, "{}", common::stderr(&output));
     // No root.
     let output = common::capture(
-        keepalive()
-            .env_clear()
-            .arg("--version")
-            .env("PATH", "/usr/bin:/bin"),
-    );
-    assert_eq!(common::code(&output), 0);
-    let output = common::capture(
         Command::new("setpriv")
             .args(["--reuid=65534", "--regid=65534", "--clear-groups", bin])
             .args(["bpf", "attach", "--cgroup"])
@@ -389,4 +382,43 @@ fn inspect_judges_sockets_by_the_policy_without_the_library() {
     );
     assert_eq!(socket["expected"]["idle"], 2);
     assert_eq!(socket["verdict"], "ok");
+}
+
+/// io_uring's own setsockopt (SOCKET_URING_OP_SETSOCKOPT) reaches the cgroup/setsockopt program
+/// like setsockopt(2) does.
+#[test]
+fn io_uring_setsockopt_follows_the_override_policy() {
+    let cgroup = TestCgroup::new("uring");
+    cgroup.attach_ok(&POLICY, &["--override", "yes"]);
+    let peer = Peer::new("127.0.0.1", port(PORTS.0, PORTS.1));
+    let port = peer.port.to_string();
+    let uring = bpfkit::uring();
+    let outside = one(bpfkit::readbacks(&bpfkit::run_ok(
+        Command::new(uring).args(["127.0.0.1", &port, "30"]),
+    )));
+    assert_eq!(
+        outside.calls, "0",
+        "the ring's setsockopt works: {outside:?}"
+    );
+    assert_eq!(outside.values[1], 30, "{outside:?}");
+    let inside = one(cgroup.run(uring, &["127.0.0.1", &port, "30"]));
+    assert_eq!(inside.calls, "0", "{inside:?}");
+    assert_eq!(inside.values, CONFIGURED, "replaced under yes: {inside:?}");
+}
+
+/// KEEPALIVE=off (the library's master switch) attaches a policy that leaves every socket alone.
+#[test]
+fn keepalive_off_leaves_sockets_alone() {
+    let cgroup = TestCgroup::new("off");
+    let mut variables = POLICY.to_vec();
+    variables.push(("KEEPALIVE", "off"));
+    cgroup.attach_ok(&variables, &["--override", "yes"]);
+    let peer = Peer::new("127.0.0.1", port(PORTS.0, PORTS.1));
+    let port = peer.port.to_string();
+    let readback = one(cgroup.run(
+        bpfkit::sock(),
+        &["connect", "127.0.0.1", &port, "post=6:4:30"],
+    ));
+    assert_eq!(readback.values, [0, 30, 75, 9, 0]);
+    assert_eq!(status_of(&cgroup.path).unwrap()["enabled"], false);
 }

@@ -3,7 +3,11 @@
  * from the ring (IORING_OP_SOCKET, IORING_OP_CONNECT; Linux >= 5.19), never by socket(2) or
  * connect(2), which is what a preload would need to see. Prints what getsockopt reads back.
  *
- *   uring ADDR PORT    (IPv4)
+ *   uring ADDR PORT [IDLE]    (IPv4)
+ *
+ * With IDLE, TCP_KEEPIDLE is then set to it from the ring too (IORING_OP_URING_CMD with
+ * SOCKET_URING_OP_SETSOCKOPT, Linux >= 6.7; the SQE is filled by hand, liburing 2.3 predates
+ * it), and "calls=" shows its result.
  */
 #include <arpa/inet.h>
 #include <liburing.h>
@@ -42,7 +46,7 @@ int main(int argc, char **argv)
 	struct io_uring ring;
 	struct sockaddr_in address = { .sin_family = AF_INET };
 
-	if (argc != 3 || inet_pton(AF_INET, argv[1], &address.sin_addr) != 1) {
+	if (argc < 3 || argc > 4 || inet_pton(AF_INET, argv[1], &address.sin_addr) != 1) {
 		fprintf(stderr, "usage: uring IPV4 PORT\n");
 		return 2;
 	}
@@ -64,8 +68,29 @@ int main(int argc, char **argv)
 		fprintf(stderr, "IORING_OP_CONNECT: %s\n", strerror(-ret));
 		return 1;
 	}
-	printf("role=client peer=%s:%s calls=- keepalive=%d idle=%d intvl=%d cnt=%d uto=%d\n", argv[1],
-	       argv[2], get(fd, SOL_SOCKET, SO_KEEPALIVE), get(fd, IPPROTO_TCP, TCP_KEEPIDLE),
+	char calls[32] = "-";
+	if (argc == 4) {
+		/* include/uapi/linux/io_uring.h (6.7): cmd_op at 8, level and optname at 16,
+		 * optlen at 44, optval at 48. */
+		int idle = atoi(argv[3]);
+		struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+		unsigned char *raw = (unsigned char *)sqe;
+		__u32 cmd_op = 3 /* SOCKET_URING_OP_SETSOCKOPT */, level = IPPROTO_TCP,
+		      optname = TCP_KEEPIDLE, optlen = sizeof(idle);
+		__u64 optval = (__u64)(unsigned long)&idle;
+
+		memset(sqe, 0, sizeof(*sqe));
+		sqe->opcode = 46; /* IORING_OP_URING_CMD */
+		sqe->fd = fd;
+		memcpy(raw + 8, &cmd_op, 4);
+		memcpy(raw + 16, &level, 4);
+		memcpy(raw + 20, &optname, 4);
+		memcpy(raw + 44, &optlen, 4);
+		memcpy(raw + 48, &optval, 8);
+		snprintf(calls, sizeof(calls), "%d", run(&ring));
+	}
+	printf("role=client peer=%s:%s calls=%s keepalive=%d idle=%d intvl=%d cnt=%d uto=%d\n", argv[1],
+	       argv[2], calls, get(fd, SOL_SOCKET, SO_KEEPALIVE), get(fd, IPPROTO_TCP, TCP_KEEPIDLE),
 	       get(fd, IPPROTO_TCP, TCP_KEEPINTVL), get(fd, IPPROTO_TCP, TCP_KEEPCNT),
 	       get(fd, IPPROTO_TCP, TCP_USER_TIMEOUT));
 	return 0;
