@@ -701,7 +701,7 @@ fn program_name(process: &Process) -> String {
         .unwrap_or_else(|| "?".to_owned())
 }
 
-fn json_string(text: &str) -> String {
+pub fn json_string(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
     out.push('"');
     for c in text.chars() {

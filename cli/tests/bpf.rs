@@ -132,32 +132,17 @@ fn redis_like_server_under_yes_tighten_and_no() {
             &[],
         );
         let port = port(PORTS.0, PORTS.1).to_string();
-        let mut server = cgroup
-            .command(
-                bpfkit::sock(),
-                &[
-                    "serve",
-                    "127.0.0.1",
-                    &port,
-                    "1",
-                    "post=6:4:30",
-                    "post=6:5:10",
-                    "post=6:6:3",
-                ],
-            )
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start the server");
-        let mut stdout = std::io::BufReader::new(server.stdout.take().unwrap());
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
-        assert_eq!(line.trim(), "listening");
+        let server = cgroup.serve(&[
+            "127.0.0.1",
+            &port,
+            "1",
+            "post=6:4:30",
+            "post=6:5:10",
+            "post=6:6:3",
+        ]);
         let client = TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).unwrap();
-        let mut rest = String::new();
-        std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
-        assert!(server.wait().unwrap().success());
+        let lines = server.finish();
         drop(client);
-        let lines = bpfkit::readbacks(&rest);
         let accepted = lines
             .iter()
             .find(|l| l.role == "accepted")

@@ -111,11 +111,7 @@ fn go_subscriber_notices_a_blackholed_server_within_the_bound() {
             .expect("start redis-server"),
     );
     let address = format!("{server_ip}:{REDIS_PORT}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(&address).is_err() {
-        assert!(Instant::now() < deadline, "redis-server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    bpfkit::wait_for_listener(&address);
     let go = bpfkit::go("subscriber");
     let cgroup = TestCgroup::new("deadpeer");
     cgroup.attach_ok(

@@ -8,9 +8,8 @@
 mod bpfkit;
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use bpfkit::{DEFAULTS, Peer, TestCgroup, port};
 use keepalive_config::{NetList, NetRange, Override, PortList, Role, SocketOption, Targeting};
@@ -119,6 +118,15 @@ fn override_rule_matches_keepalive_config_on_every_option_and_value() {
     assert!(checked > 100, "{checked} cases");
 }
 
+/// The lookup structures of the filters, built by keepalive-config as the library builds them.
+fn filters(ports: &str, nets: &str) -> (keepalive_config::PortSet, Vec<NetRange>) {
+    let list = NetList::parse(nets).unwrap();
+    let mut storage = vec![NetRange::default(); list.len()];
+    let used = list.build(&mut storage).len();
+    storage.truncate(used);
+    (PortList::parse(ports).unwrap().to_set(), storage)
+}
+
 fn targeting_of<'a>(ports: &'a keepalive_config::PortSet, nets: &'a [NetRange]) -> Targeting<'a> {
     Targeting {
         ports: Some(ports),
@@ -150,11 +158,7 @@ fn targeting_of_connecting_sockets_matches_decide() {
     variables.push(("KEEPALIVE_PORTS", &ports_text));
     variables.push(("KEEPALIVE_NETS", nets_text));
     cgroup.attach_ok(&variables, &["--override", "yes"]);
-    let ports = PortList::parse(&ports_text).unwrap().to_set();
-    let list = NetList::parse(nets_text).unwrap();
-    let mut storage = vec![NetRange::default(); list.len()];
-    let used = list.build(&mut storage).len();
-    storage.truncate(used);
+    let (ports, storage) = filters(&ports_text, nets_text);
     let rule = targeting_of(&ports, &storage);
     let mut seen = [0; 2];
     for peer in &peers {
@@ -190,26 +194,14 @@ fn targeting_of_accepted_sockets_matches_decide() {
     variables.push(("KEEPALIVE_PORTS", &ports_text));
     variables.push(("KEEPALIVE_NETS", nets_text));
     cgroup.attach_ok(&variables, &["--override", "yes"]);
-    let ports = PortList::parse(&ports_text).unwrap().to_set();
-    let list = NetList::parse(nets_text).unwrap();
-    let mut storage = vec![NetRange::default(); list.len()];
-    let used = list.build(&mut storage).len();
-    storage.truncate(used);
+    let (ports, storage) = filters(&ports_text, nets_text);
     let rule = targeting_of(&ports, &storage);
     let clients = ["127.0.0.1", "127.0.0.2", "::1"];
     let mut seen = [0; 2];
     for server_port in [listed, unlisted] {
         let port = server_port.to_string();
         let count = clients.len().to_string();
-        let mut server = cgroup
-            .command(bpfkit::sock(), &["serve", "::", &port, &count])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdout = BufReader::new(server.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        assert_eq!(line.trim(), "listening");
+        let server = cgroup.serve(&["::", &port, &count]);
         let mut held = Vec::new();
         for client in clients {
             let host = if client.contains(':') {
@@ -219,10 +211,7 @@ fn targeting_of_accepted_sockets_matches_decide() {
             };
             held.push(connect_from(client, host, server_port));
         }
-        let mut rest = String::new();
-        stdout.read_to_string(&mut rest).unwrap();
-        assert!(server.wait().unwrap().success());
-        let lines = bpfkit::readbacks(&rest);
+        let lines = server.finish();
         for accepted in lines.iter().filter(|l| l.role == "accepted") {
             let remote: SocketAddr = accepted.peer.parse().unwrap();
             let local = SocketAddr::new("::".parse().unwrap(), server_port);

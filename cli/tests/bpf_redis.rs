@@ -70,14 +70,7 @@ fn command(port: u16, words: &[&str]) -> String {
 }
 
 fn wait_ready(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "redis-server on {port} did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    bpfkit::wait_for_listener(&format!("127.0.0.1:{port}"));
 }
 
 fn inspect(pid: u32) -> Vec<Value> {

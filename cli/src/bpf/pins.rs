@@ -15,6 +15,7 @@ use super::layout::{self, COUNTER_NAMES, COUNTERS};
 use super::load::{self, failure};
 use super::sys;
 use crate::Failure;
+use crate::inspect::json_string;
 
 pub const BPFFS: &str = "/sys/fs/bpf";
 pub const BASE: &str = "/sys/fs/bpf/keepalive-preload";
@@ -473,22 +474,6 @@ pub fn status_text(policies: &[Attached]) -> String {
             let _ = writeln!(out, "  problem: {problem}");
         }
     }
-    out
-}
-
-fn json_string(text: &str) -> String {
-    let mut out = String::from("\"");
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if u32::from(c) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
     out
 }
 

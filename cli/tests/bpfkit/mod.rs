@@ -4,11 +4,13 @@
 #![allow(dead_code)] // each test file uses its own part
 
 use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::common;
 
@@ -92,6 +94,23 @@ impl TestCgroup {
         command
     }
 
+    /// `sock serve ADDR PORT COUNT …` inside the cgroup, once it listens; `finish` collects
+    /// its read-back lines after the connections were made.
+    pub fn serve(&self, args: &[&str]) -> Server {
+        let mut all = vec!["serve"];
+        all.extend_from_slice(args);
+        let mut child = self
+            .command(sock(), &all)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the server");
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "listening");
+        Server { child, stdout }
+    }
+
     /// Runs a program inside the cgroup and returns its read-back lines.
     pub fn run(&self, program: &Path, args: &[&str]) -> Vec<Readback> {
         readbacks(&run_ok(&mut self.command(program, args)))
@@ -112,6 +131,31 @@ impl Drop for TestCgroup {
             }
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
+    }
+}
+
+/// A `sock serve` running in a cgroup.
+pub struct Server {
+    child: Child,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Server {
+    /// Waits for it to accept its connections and exit; its read-back lines.
+    pub fn finish(mut self) -> Vec<Readback> {
+        let mut rest = String::new();
+        self.stdout.read_to_string(&mut rest).unwrap();
+        assert!(self.child.wait().unwrap().success(), "{rest}");
+        readbacks(&rest)
+    }
+}
+
+/// Waits (up to 10 s) until something accepts connections at `address`.
+pub fn wait_for_listener(address: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(address).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {address}");
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
