@@ -121,16 +121,7 @@ fn redis_like_server_under_yes_tighten_and_no() {
         (Override::No, "no"),
     ] {
         let cgroup = TestCgroup::new("redislike");
-        cgroup.attach_ok(
-            &[
-                ("KEEPIDLE", "2"),
-                ("KEEPINTVL", "20"),
-                ("KEEPCNT", "5"),
-                ("KEEPALIVE_USER_TIMEOUT", "3000"),
-                ("KEEPALIVE_OVERRIDE", name),
-            ],
-            &[],
-        );
+        cgroup.attach_ok(&bpfkit::mixed_policy(name), &[]);
         let port = port(PORTS.0, PORTS.1).to_string();
         let server = cgroup.serve(&[
             "127.0.0.1",

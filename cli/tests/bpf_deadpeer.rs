@@ -114,16 +114,7 @@ fn go_subscriber_notices_a_blackholed_server_within_the_bound() {
     bpfkit::wait_for_listener(&address);
     let go = bpfkit::go("subscriber");
     let cgroup = TestCgroup::new("deadpeer");
-    cgroup.attach_ok(
-        &[
-            ("KEEPIDLE", "2"),
-            ("KEEPINTVL", "1"),
-            ("KEEPCNT", "3"),
-            ("KEEPALIVE_USER_TIMEOUT", "3s"),
-            ("KEEPALIVE_OVERRIDE", "yes"),
-        ],
-        &[],
-    );
+    cgroup.attach_ok(&bpfkit::DEAD_PEER_POLICY, &[]);
     let (mut with, with_lines) = subscribe(cgroup.command(&go, &[&address, "kpb"]));
     let (mut without, without_lines) = subscribe({
         let mut command = Command::new(&go);

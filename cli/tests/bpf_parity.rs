@@ -64,16 +64,7 @@ fn override_rule_matches_keepalive_config_on_every_option_and_value() {
         (Override::Tighten, "tighten"),
     ] {
         let cgroup = TestCgroup::new("parity");
-        cgroup.attach_ok(
-            &[
-                ("KEEPIDLE", "2"),
-                ("KEEPINTVL", "20"),
-                ("KEEPCNT", "5"),
-                ("KEEPALIVE_USER_TIMEOUT", "3000"),
-                ("KEEPALIVE_OVERRIDE", name),
-            ],
-            &[],
-        );
+        cgroup.attach_ok(&bpfkit::mixed_policy(name), &[]);
         for (index, option) in SocketOption::ALL.into_iter().enumerate() {
             let configured = CONFIGURED[index];
             for asked in asked_values(option) {
@@ -118,6 +109,16 @@ fn override_rule_matches_keepalive_config_on_every_option_and_value() {
     assert!(checked > 100, "{checked} cases");
 }
 
+/// A cgroup with the FILTERED policy under these filters (override yes).
+fn filtered_cgroup(tag: &str, ports: &str, nets: &str) -> TestCgroup {
+    let cgroup = TestCgroup::new(tag);
+    let mut variables = FILTERED.to_vec();
+    variables.push(("KEEPALIVE_PORTS", ports));
+    variables.push(("KEEPALIVE_NETS", nets));
+    cgroup.attach_ok(&variables, &["--override", "yes"]);
+    cgroup
+}
+
 /// The lookup structures of the filters, built by keepalive-config as the library builds them.
 fn filters(ports: &str, nets: &str) -> (keepalive_config::PortSet, Vec<NetRange>) {
     let list = NetList::parse(nets).unwrap();
@@ -153,11 +154,7 @@ fn targeting_of_connecting_sockets_matches_decide() {
     let peers = [Peer::new("::", listed), Peer::new("::", unlisted)];
     let ports_text = format!("{listed},1-2");
     let nets_text = "127.0.0.2,::1/128,10.0.0.0/8";
-    let cgroup = TestCgroup::new("target-active");
-    let mut variables = FILTERED.to_vec();
-    variables.push(("KEEPALIVE_PORTS", &ports_text));
-    variables.push(("KEEPALIVE_NETS", nets_text));
-    cgroup.attach_ok(&variables, &["--override", "yes"]);
+    let cgroup = filtered_cgroup("target-active", &ports_text, nets_text);
     let (ports, storage) = filters(&ports_text, nets_text);
     let rule = targeting_of(&ports, &storage);
     let mut seen = [0; 2];
@@ -189,11 +186,7 @@ fn targeting_of_accepted_sockets_matches_decide() {
     let unlisted = port(PORTS.0, PORTS.1);
     let ports_text = format!("{listed}");
     let nets_text = "127.0.0.2,::1";
-    let cgroup = TestCgroup::new("target-passive");
-    let mut variables = FILTERED.to_vec();
-    variables.push(("KEEPALIVE_PORTS", &ports_text));
-    variables.push(("KEEPALIVE_NETS", nets_text));
-    cgroup.attach_ok(&variables, &["--override", "yes"]);
+    let cgroup = filtered_cgroup("target-passive", &ports_text, nets_text);
     let (ports, storage) = filters(&ports_text, nets_text);
     let rule = targeting_of(&ports, &storage);
     let clients = ["127.0.0.1", "127.0.0.2", "::1"];

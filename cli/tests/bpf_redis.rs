@@ -117,16 +117,7 @@ fn redis_cluster_node_in_a_cgroup_carries_the_policy_on_its_bus_links() {
     let redis = testkit::tool("redis-server", "redis-server");
     let dir = testkit::TempDir::new("kpb-redis");
     let cgroup = TestCgroup::new("redis");
-    cgroup.attach_ok(
-        &[
-            ("KEEPIDLE", "2"),
-            ("KEEPINTVL", "1"),
-            ("KEEPCNT", "3"),
-            ("KEEPALIVE_USER_TIMEOUT", "3s"),
-            ("KEEPALIVE_OVERRIDE", "yes"),
-        ],
-        &[],
-    );
+    cgroup.attach_ok(&bpfkit::DEAD_PEER_POLICY, &[]);
     let args = node_args(&dir, INSIDE);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let inside = Node(

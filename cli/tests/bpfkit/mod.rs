@@ -220,6 +220,27 @@ pub fn readbacks(text: &str) -> Vec<Readback> {
         .collect()
 }
 
+/// The dead-peer policy: 2/1/3 and a 3 s user timeout, the program's values overridden.
+pub const DEAD_PEER_POLICY: [(&str, &str); 5] = [
+    ("KEEPIDLE", "2"),
+    ("KEEPINTVL", "1"),
+    ("KEEPCNT", "3"),
+    ("KEEPALIVE_USER_TIMEOUT", "3s"),
+    ("KEEPALIVE_OVERRIDE", "yes"),
+];
+
+/// Values that make `tighten` keep some of a program's 30/10/3 and replace others: idle 2,
+/// interval 20, count 5, user timeout 3000 ms, under the override policy `name`.
+pub fn mixed_policy(name: &str) -> [(&str, &str); 5] {
+    [
+        ("KEEPIDLE", "2"),
+        ("KEEPINTVL", "20"),
+        ("KEEPCNT", "5"),
+        ("KEEPALIVE_USER_TIMEOUT", "3000"),
+        ("KEEPALIVE_OVERRIDE", name),
+    ]
+}
+
 /// What a socket nobody configured reads back (Linux's defaults; the tests assume the sysctls
 /// are not changed on the test machine).
 pub const DEFAULTS: [i32; 5] = [0, 7200, 75, 9, 0];
