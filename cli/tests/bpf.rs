@@ -398,3 +398,20 @@ fn keepalive_off_leaves_sockets_alone() {
     assert_eq!(readback.values, [0, 30, 75, 9, 0]);
     assert_eq!(status_of(&cgroup.path).unwrap()["enabled"], false);
 }
+
+/// `ExecStopPost=… bpf detach --unit %n` after the unit's cgroup is gone: the policy recorded for
+/// a cgroup of the unit's name is removed.
+#[test]
+fn detach_of_a_unit_whose_cgroup_is_gone_removes_its_policy() {
+    let unit = format!("kpb-unit-{}.service", std::process::id());
+    let path = bpfkit::unified_root().join(&unit);
+    std::fs::create_dir(&path).unwrap();
+    let cgroup = TestCgroup { path };
+    cgroup.attach_ok(&POLICY, &[]);
+    std::fs::remove_dir(&cgroup.path).unwrap();
+    assert!(status_of(&cgroup.path).is_some());
+    let output = common::capture(keepalive().args(["bpf", "detach", "--unit", &unit]));
+    assert_eq!(common::code(&output), 0, "{}", common::stderr(&output));
+    assert!(status_of(&cgroup.path).is_none());
+    std::fs::create_dir(&cgroup.path).unwrap();
+}

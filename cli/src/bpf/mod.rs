@@ -164,7 +164,21 @@ fn detach(args: &DetachArgs) -> Result<ExitCode, Failure> {
     }
     let path = match (&args.cgroup, &args.unit) {
         (Some(path), _) => path.clone(),
-        (None, Some(unit)) => cgroup::unit_path(unit)?,
+        (None, Some(unit)) => match cgroup::unit_path(unit) {
+            Ok(path) => path,
+            Err(error) => {
+                // The unit is gone already (no ControlGroup): the policy recorded for a cgroup
+                // of its name (unit names are unique) is removed all the same.
+                if pins::detach_where(|path, _| {
+                    path.file_name().is_some_and(|name| name == unit.as_str())
+                }) == 0
+                {
+                    return Err(error);
+                }
+                println!("{PREFIX}: policy of {unit} detached (its cgroup was gone)");
+                return Ok(ExitCode::SUCCESS);
+            }
+        },
         (None, None) => {
             return Err(Failure::new("give --cgroup PATH, --unit NAME or --stale"));
         }
@@ -176,7 +190,8 @@ fn detach(args: &DetachArgs) -> Result<ExitCode, Failure> {
         Some(cgroup) => cgroup.path.clone(),
         None => cgroup::expected_path(&path)?,
     };
-    let removed = pins::detach(&expected, live.as_ref().map(|cgroup| cgroup.id))?;
+    let live_id = live.as_ref().map(|cgroup| cgroup.id);
+    let removed = pins::detach_where(|recorded, id| recorded == expected || live_id == Some(id));
     if removed == 0 {
         if live.is_none() {
             return Err(Failure::new(format!(

@@ -174,7 +174,8 @@ pub fn attach(
     let outcome = if dir.is_dir() {
         match update(&dir, cgroup, config, kernel, &variables) {
             Ok(()) => "updated",
-            Err(error) => {
+            Err(UpdateError::Failed(error)) => return Err(error),
+            Err(UpdateError::Broken(error)) => {
                 // A broken or foreign pin directory: start again.
                 eprintln!(
                     "{}: replacing the policy pinned at {} ({})",
@@ -193,14 +194,7 @@ pub fn attach(
     };
     // A policy recorded for the same path under another id belongs to a removed cgroup (a
     // restarted unit): its links are defunct.
-    for entry in list_dirs() {
-        if entry != dir
-            && let Some(info) = open(&entry.join("info"))
-            && read_info(info.as_fd()).is_ok_and(|(_, path, _)| path == cgroup.path)
-        {
-            remove(&entry);
-        }
-    }
+    detach_where(|path, id| path == cgroup.path && id != cgroup.id);
     Ok(outcome)
 }
 
@@ -265,30 +259,29 @@ fn fresh(
     }
 }
 
-fn update(
-    dir: &Path,
-    cgroup: &Cgroup,
-    config: &Config<'_>,
-    kernel: KernelDefaults,
-    variables: &str,
-) -> Result<(), Failure> {
+/// Why an update did not happen: the pins are unusable (replace them), or the new policy could
+/// not be made (keep the old one attached).
+enum UpdateError {
+    Broken(Failure),
+    Failed(Failure),
+}
+
+/// The pinned objects of a policy that can be updated in place.
+struct Pinned {
+    info: OwnedFd,
+    storage: OwnedFd,
+    counters: OwnedFd,
+    links: Vec<(&'static str, (&'static str, u32, u32), OwnedFd)>,
+}
+
+fn open_pinned(dir: &Path, cgroup: &Cgroup) -> Result<Pinned, Failure> {
     let get = |name: &str| {
         sys::obj_get(&dir.join(name))
             .map_err(|error| failure(&format!("opening {}", dir.join(name).display()), &error))
     };
     let info = get("info")?;
     read_info(info.as_fd()).map_err(Failure::new)?;
-    let [policy, ports, nets] = fresh_policy_maps(config, kernel)?;
-    let maps = Maps {
-        policy,
-        ports,
-        nets,
-        storage: get("storage")?,
-        counters: get("counters")?,
-        info,
-    };
-    let by_symbol = maps.by_symbol();
-    let mut updates = Vec::new();
+    let mut links = Vec::new();
     for (name, section) in LINKS {
         let link = get(name)?;
         let info = sys::link_info(link.as_fd())
@@ -296,19 +289,52 @@ fn update(
         if info.cgroup_id != cgroup.id {
             return Err(Failure::new(format!("the {name} link is defunct")));
         }
-        updates.push((name, link, load::load_program(section, &by_symbol)?));
+        links.push((name, section, link));
     }
+    Ok(Pinned {
+        info,
+        storage: get("storage")?,
+        counters: get("counters")?,
+        links,
+    })
+}
+
+fn update(
+    dir: &Path,
+    cgroup: &Cgroup,
+    config: &Config<'_>,
+    kernel: KernelDefaults,
+    variables: &str,
+) -> Result<(), UpdateError> {
+    let pinned = open_pinned(dir, cgroup).map_err(UpdateError::Broken)?;
+    // Everything new is made before the first link changes: a failure leaves the old policy.
+    let [policy, ports, nets] = fresh_policy_maps(config, kernel).map_err(UpdateError::Failed)?;
+    let maps = Maps {
+        policy,
+        ports,
+        nets,
+        storage: pinned.storage,
+        counters: pinned.counters,
+        info: pinned.info,
+    };
+    let by_symbol = maps.by_symbol();
+    let mut updates = Vec::new();
+    for (name, section, link) in pinned.links {
+        let program = load::load_program(section, &by_symbol).map_err(UpdateError::Failed)?;
+        updates.push((name, link, program));
+    }
+    let failed = |what: String, error: std::io::Error| UpdateError::Failed(failure(&what, &error));
     for (name, link, program) in &updates {
         sys::link_update(link.as_fd(), program.as_fd())
-            .map_err(|error| failure(&format!("updating the {name} link"), &error))?;
+            .map_err(|error| failed(format!("updating the {name} link"), error))?;
     }
     // The programs now read the new maps: pin those in place of the old ones.
     for (name, fd) in maps.pins().into_iter().take(3) {
         let path = dir.join(name);
         let _ = std::fs::remove_file(&path);
-        sys::obj_pin(fd, &path).map_err(|error| failure(&format!("pinning {name}"), &error))?;
+        sys::obj_pin(fd, &path).map_err(|error| failed(format!("pinning {name}"), error))?;
     }
-    write_info(maps.info.as_fd(), cgroup, variables)
+    write_info(maps.info.as_fd(), cgroup, variables).map_err(UpdateError::Failed)
 }
 
 /// Detaches the links now and removes the pins.
@@ -346,19 +372,17 @@ fn list_dirs() -> Vec<PathBuf> {
     dirs
 }
 
-/// Removes the policies recorded for `path` (or pinned for `id`); returns how many.
-pub fn detach(path: &Path, id: Option<u64>) -> Result<usize, Failure> {
+/// Removes the policies whose recorded cgroup (path, id) `matches`; returns how many.
+pub fn detach_where(matches: impl Fn(&Path, u64) -> bool) -> usize {
     let mut removed = 0;
     for dir in list_dirs() {
-        let recorded = open(&dir.join("info"))
-            .and_then(|info| read_info(info.as_fd()).ok())
-            .is_some_and(|(_, recorded, _)| recorded == path);
-        if recorded || id.is_some_and(|id| dir == pin_dir(id)) {
+        let recorded = open(&dir.join("info")).and_then(|info| read_info(info.as_fd()).ok());
+        if recorded.is_some_and(|(id, path, _)| matches(&path, id)) {
             remove(&dir);
             removed += 1;
         }
     }
-    Ok(removed)
+    removed
 }
 
 pub fn detach_stale() -> Result<usize, Failure> {
