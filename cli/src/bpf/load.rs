@@ -218,7 +218,7 @@ pub fn load_program(
             let tail: Vec<&str> = tail.into_iter().rev().collect();
             failure(
                 &format!(
-                    "loading the eBPF program {name} (kernel >= 6.0 needed){}",
+                    "loading the eBPF program {name} (the kernel is too old, or rejects it){}",
                     if tail.is_empty() {
                         String::new()
                     } else {
