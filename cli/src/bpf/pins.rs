@@ -17,8 +17,13 @@ use super::sys;
 use crate::Failure;
 use crate::inspect::json_string;
 
-pub const BPFFS: &str = "/sys/fs/bpf";
-pub const BASE: &str = "/sys/fs/bpf/keepalive-preload";
+/// Where bpffs is looked for, and mounted when it is nowhere: /sys/fs/bpf (systemd mounts it
+/// there), else a directory of our own under /run for systems where /sys is read-only (a
+/// container's). Each bpffs mount is a namespace of its own: every command looks in the same
+/// order, so they all find the same one.
+const BPFFS: [&str; 2] = ["/sys/fs/bpf", "/run/keepalive-preload/bpffs"];
+/// Our directory in bpffs.
+const DIRECTORY: &str = "keepalive-preload";
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
 /// info map value: version, cgroup id, path and variables (NUL-padded).
@@ -44,19 +49,55 @@ pub struct Attached {
     pub problems: Vec<String>,
 }
 
-fn ensure_bpffs() -> Result<(), Failure> {
-    let root = Path::new(BPFFS);
-    if sys::fs_type(root).is_ok_and(|kind| kind == BPF_FS_MAGIC) {
-        return Ok(());
+/// The bpffs mount in use, if any. A command that runs in a mount namespace of its own (a
+/// sandboxed unit's ExecStartPre=+ in a container, where /sys is read-only and no bpffs is
+/// mounted) first moves to PID 1's, so that a bpffs it mounts outlives it and every command
+/// finds the same one.
+fn bpffs() -> Option<&'static Path> {
+    let find = || {
+        BPFFS
+            .iter()
+            .map(Path::new)
+            .find(|root| sys::fs_type(root).is_ok_and(|kind| kind == BPF_FS_MAGIC))
+    };
+    find().or_else(|| {
+        let namespace = |pid: &str| {
+            std::fs::metadata(format!("/proc/{pid}/ns/mnt"))
+                .ok()
+                .map(|metadata| std::os::unix::fs::MetadataExt::ino(&metadata))
+        };
+        let elsewhere = namespace("self").is_some() && namespace("self") != namespace("1");
+        (elsewhere && sys::effective_uid() == 0 && sys::enter_mount_namespace_of(1).is_ok())
+            .then(find)
+            .flatten()
+    })
+}
+
+/// Where the policies are pinned: /sys/fs/bpf/keepalive-preload, normally.
+fn base() -> PathBuf {
+    bpffs().unwrap_or(Path::new(BPFFS[0])).join(DIRECTORY)
+}
+
+/// The bpffs mount, mounted at the first place that allows it when there is none.
+fn ensure_bpffs() -> Result<&'static Path, Failure> {
+    if let Some(root) = bpffs() {
+        return Ok(root);
     }
-    std::fs::create_dir_all(root)
-        .map_err(|error| Failure::new(format!("cannot create {BPFFS}: {error}")))?;
-    sys::mount_bpffs(root)
-        .map_err(|error| Failure::new(format!("cannot mount bpffs at {BPFFS}: {error}")))
+    let mut problems = Vec::new();
+    for root in BPFFS.iter().map(Path::new) {
+        match std::fs::create_dir_all(root).and_then(|()| sys::mount_bpffs(root)) {
+            Ok(()) => return Ok(root),
+            Err(error) => problems.push(format!("{}: {error}", root.display())),
+        }
+    }
+    Err(Failure::new(format!(
+        "cannot mount bpffs ({})",
+        problems.join("; ")
+    )))
 }
 
 fn pin_dir(id: u64) -> PathBuf {
-    Path::new(BASE).join(format!("cgroup-{id}"))
+    base().join(format!("cgroup-{id}"))
 }
 
 struct Maps {
@@ -166,9 +207,9 @@ pub fn attach(
     kernel: KernelDefaults,
 ) -> Result<&'static str, Failure> {
     load::check_layout()?;
-    ensure_bpffs()?;
-    std::fs::create_dir_all(BASE)
-        .map_err(|error| Failure::new(format!("cannot create {BASE}: {error}")))?;
+    let base = ensure_bpffs()?.join(DIRECTORY);
+    std::fs::create_dir_all(&base)
+        .map_err(|error| Failure::new(format!("cannot create {}: {error}", base.display())))?;
     let variables = super::variables_text(config, kernel);
     let dir = pin_dir(cgroup.id);
     let outcome = if dir.is_dir() {
@@ -353,7 +394,7 @@ fn remove(dir: &Path) {
 }
 
 fn list_dirs() -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(BASE)
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(base())
         .map(|entries| {
             entries
                 .flatten()
@@ -396,7 +437,7 @@ pub fn detach_stale() -> Result<usize, Failure> {
     Ok(stale.len())
 }
 
-/// Every policy pinned under BASE.
+/// Every policy pinned under our bpffs directory.
 pub fn attached_policies() -> Result<Vec<Attached>, Failure> {
     let cpus = sys::possible_cpus()
         .map_err(|error| Failure::new(format!("cannot count the possible CPUs: {error}")))?;
@@ -461,7 +502,11 @@ fn read_policy(dir: &Path, cpus: usize) -> Attached {
 pub fn status_text(policies: &[Attached]) -> String {
     let mut out = String::new();
     if policies.is_empty() {
-        let _ = writeln!(out, "no policy attached (nothing pinned under {BASE})");
+        let _ = writeln!(
+            out,
+            "no policy attached (nothing pinned under {})",
+            base().display()
+        );
         return out;
     }
     for policy in policies {

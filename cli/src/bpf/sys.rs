@@ -292,6 +292,18 @@ pub fn mount_bpffs(path: &Path) -> io::Result<()> {
     }
 }
 
+/// Moves this (single-threaded) process into the mount namespace of `pid`.
+pub fn enter_mount_namespace_of(pid: i32) -> io::Result<()> {
+    let namespace = std::fs::File::open(format!("/proc/{pid}/ns/mnt"))?;
+    // SAFETY: setns takes a descriptor we hold open and a flag; the command has no other thread.
+    let ret = unsafe { libc::setns(namespace.as_raw_fd(), libc::CLONE_NEWNS) };
+    if ret == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 pub fn effective_uid() -> u32 {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() }
