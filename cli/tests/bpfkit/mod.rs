@@ -280,10 +280,12 @@ impl Peer {
     }
 }
 
+/// Where the test programs are built: target/<profile>/kpb-build (rebuilt by every test
+/// process, so never stale; nothing left in /tmp).
 fn build_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = testkit::scratch_path("kpb-build");
+        let dir = testkit::profile_dir().join("kpb-build");
         std::fs::create_dir_all(&dir).expect("create build dir");
         dir
     })
@@ -331,11 +333,15 @@ pub fn uring() -> &'static Path {
 /// A Go program of tests/bpf, built static (CGO_ENABLED=0) with the standard library only, the
 /// Go caches in a scratch directory, offline.
 pub fn go(name: &str) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let out = build_dir().join(name);
-    if out.is_file() {
+    if built.iter().any(|done| done == name) {
         return out;
     }
-    let cache = std::env::temp_dir().join("kpb-go-cache");
+    let cache = build_dir().join("go-cache");
     let output = Command::new("go")
         .args(["build", "-o"])
         .arg(&out)
@@ -355,6 +361,7 @@ pub fn go(name: &str) -> PathBuf {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(is_static(&out), "{} is not static", out.display());
+    built.push(name.to_owned());
     out
 }
 
