@@ -13,8 +13,8 @@
 //   - Targeting::decide (Connecting, Accepted, Listening) -> decide() below.
 //
 // Two programs:
-//   kp_sockops     (sock_ops): when a connection is made (TCP_CONNECT, ACTIVE_ESTABLISHED,
-//                  PASSIVE_ESTABLISHED) or a socket listens (TCP_LISTEN), judges it and sets the
+//   kp_sockops     (sock_ops): when a connection is made (TCP_CONNECT, PASSIVE_ESTABLISHED) or
+//                  a socket listens (TCP_LISTEN), judges it and sets the
 //                  configured options with bpf_setsockopt. Options the program set itself before
 //                  (remembered in kp_storage, cloned from a listener into its accepted sockets)
 //                  follow the override policy instead.
@@ -141,14 +141,14 @@ static __always_inline __u32 decide(const struct kp_policy *p, __u32 role, __u32
 SEC("sockops")
 int kp_sockops(struct bpf_sock_ops *ctx)
 {
-	__u32 op = ctx->op, role, family, decision, ip4 = 0, ip6[4] = {};
+	__u32 op = ctx->op, role, family, decision, filtered, asked_mask, ip4 = 0, ip6[4] = {};
 	struct kp_policy *p;
 	struct kp_sock *seen;
 	struct bpf_sock *sk;
 
 	switch (op) {
 	case BPF_SOCK_OPS_TCP_CONNECT_CB:
-	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
+		/* Every active open, before its SYN (ACTIVE_ESTABLISHED would only repeat it). */
 		role = KP_ROLE_CONNECTING;
 		break;
 	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
@@ -167,15 +167,15 @@ int kp_sockops(struct bpf_sock_ops *ctx)
 	sk = ctx->sk;
 	if (!p || !sk)
 		return 1;
-	seen = bpf_sk_storage_get(&kp_storage, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-	if (!seen) {
+	/* The socket's memory: what the program set before (made by kp_setsockopt, or cloned
+	 * from the listener). Under a filter the judgement is kept there too, for the program's
+	 * later setsockopt; without one every socket is targeted and nothing needs keeping. */
+	filtered = p->has_ports || p->has_nets;
+	seen = bpf_sk_storage_get(&kp_storage, sk, 0, filtered ? BPF_SK_STORAGE_GET_F_CREATE : 0);
+	if (filtered && !seen) {
 		count(KP_COUNT_ERRORS);
 		return 1;
 	}
-	/* Judged at TCP_CONNECT already: ACTIVE_ESTABLISHED only covers a connect it missed. */
-	if (op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB && seen->judged &&
-	    seen->role == KP_ROLE_CONNECTING)
-		return 1;
 	if (family == AF_INET) {
 		ip4 = ctx->remote_ip4;
 	} else {
@@ -186,13 +186,16 @@ int kp_sockops(struct bpf_sock_ops *ctx)
 	}
 	decision = decide(p, role, ctx->local_port, bpf_ntohl(ctx->remote_port) & 0xffff, family,
 			  ip4, ip6);
-	seen->role = role;
-	seen->judged = decision;
+	if (seen) {
+		seen->role = role;
+		seen->judged = decision;
+	}
 	if (decision != KP_TARGETED) {
 		if (role != KP_ROLE_LISTENING)
 			count(KP_COUNT_EXCLUDED);
 		return 1;
 	}
+	asked_mask = seen ? seen->asked_mask : 0;
 #pragma clang loop unroll(full)
 	for (int i = 0; i < KP_OPTIONS; i++) {
 		const struct kp_option *option = &p->options[i];
@@ -200,7 +203,7 @@ int kp_sockops(struct bpf_sock_ops *ctx)
 
 		if (!option->configured)
 			continue;
-		if ((seen->asked_mask >> i) & 1) {
+		if (seen && ((asked_mask >> i) & 1)) {
 			/* Set by the program before we judged the socket (or on its listener). */
 			if (!replace(p->override, option->tighter, seen->asked[i], option->value,
 				     &value)) {
