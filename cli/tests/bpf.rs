@@ -383,12 +383,19 @@ fn io_uring_setsockopt_follows_the_override_policy() {
 }
 
 /// KEEPALIVE=off (the library's master switch) attaches a policy that leaves every socket alone.
+/// (The cgroup is named as systemd and /proc/PID/cgroup name it: its path in the hierarchy.)
 #[test]
 fn keepalive_off_leaves_sockets_alone() {
     let cgroup = TestCgroup::new("off");
-    let mut variables = POLICY.to_vec();
-    variables.push(("KEEPALIVE", "off"));
-    cgroup.attach_ok(&variables, &["--override", "yes"]);
+    let name = cgroup.path.file_name().unwrap().to_str().unwrap();
+    let mut command = keepalive();
+    command
+        .args(["bpf", "attach", "--override", "yes", "--cgroup"])
+        .arg(format!("/{name}"))
+        .envs(POLICY)
+        .env("KEEPALIVE", "off");
+    let output = common::capture(&mut command);
+    assert_eq!(common::code(&output), 0, "{}", common::stderr(&output));
     let peer = Peer::new("127.0.0.1", port(PORTS.0, PORTS.1));
     let port = peer.port.to_string();
     let readback = one(cgroup.run(
