@@ -17,6 +17,7 @@ import os
 import platform
 import random
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -50,6 +51,8 @@ FULL = {
     "redis_rounds": 15,
     "redis_requests": 15000,
     "redis_requests_k0": 3000,
+    "apply_connections": 5000,
+    "apply_rounds": 7,
 }
 # Tiny counts: every row must still produce a number; syscall counts stay exact at any size.
 SMOKE = dict(
@@ -64,6 +67,8 @@ SMOKE = dict(
     redis_rounds=1,
     redis_requests=2000,
     redis_requests_k0=500,
+    apply_connections=500,
+    apply_rounds=2,
 )
 
 
@@ -594,6 +599,89 @@ class Bench:
             raise RuntimeError(f"redis-benchmark printed {output!r}")
         return results
 
+    # ---- row 6: apply on a process with many sockets ------------------------------------------
+
+    APPLY_HOLDER = r"""
+import os, resource, socket as S, struct, sys
+port, n = int(sys.argv[1]), int(sys.argv[2])
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+if hard < 2 * n + 100:
+    sys.exit(f"RLIMIT_NOFILE hard limit {hard} < {2 * n + 100}")
+resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2 * n + 100), hard))
+l = S.socket(); l.setsockopt(S.SOL_SOCKET, S.SO_REUSEADDR, 1)
+l.bind(("127.0.0.1", port)); l.listen(4096)
+pairs = []
+for _ in range(n):
+    c = S.create_connection(("127.0.0.1", port)); a, _ = l.accept(); pairs.append((c, a))
+print("ready", flush=True)
+sys.stdin.readline()
+reset = struct.pack("ii", 1, 0)  # no TIME_WAIT left behind
+for pair in pairs:
+    for s in pair:
+        s.setsockopt(S.SOL_SOCKET, S.SO_LINGER, reset); s.close()
+"""
+
+    def row_apply(self):
+        """`keepalive-preload apply` on one process without the library holding 2N+1 sockets:
+        wall time per run (each round sets a different idle, so every socket is changed)."""
+        connections, rounds = self.sizes["apply_connections"], self.sizes["apply_rounds"]
+        sockets = 2 * connections + 1
+        log(f"row 6: apply on {sockets} sockets, {rounds} rounds")
+        times, cpu, changed = [], [], True
+        holder = None
+        try:
+            if not self.args.apply:
+                raise RuntimeError("no --apply command given")
+            holder = subprocess.Popen(
+                ["/usr/bin/python3", "-c", self.APPLY_HOLDER, str(free_port()), str(connections)],
+                env=self.settings("none"), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            )
+            self.children.append(holder)
+            if holder.stdout.readline().strip() != "ready":
+                raise RuntimeError("the socket holder did not start")
+            for number in range(rounds):
+                command = [
+                    self.args.apply, "apply", str(holder.pid), "--idle", str(61 + number % 2),
+                    "--interval", INTERVAL, "--count", COUNT, "--override", "yes",
+                ]
+                start, used = time.monotonic(), children_cpu()
+                output = subprocess.run(
+                    command, env=self.settings("none"), capture_output=True, text=True, timeout=300,
+                    check=True,
+                ).stdout
+                times.append(time.monotonic() - start)
+                cpu.append(children_cpu() - used)
+                changed = changed and f"{sockets} TCP sockets in 1 process: {sockets} changed" in output
+        except (subprocess.SubprocessError, RuntimeError, OSError) as error:
+            log(f"row 6 failed: {error}")
+            times = []
+        finally:
+            if holder is not None:
+                holder.stdin.write("close\n")
+                holder.stdin.close()
+                holder.wait(timeout=60)
+                self.children.remove(holder)
+        blank = {variant: "" for variant in VARIANTS}
+        if not changed:
+            log("row 6: not every socket was changed")
+        ok = bool(times) and changed
+        whole = per = None
+        if ok:
+            whole = (f"{statistics.median(cpu):.3f} s ({statistics.median(times):.3f} s), "
+                     f"wall {min(times):.3f}–{max(times):.3f}")
+            per = f"{statistics.median(cpu) * 1e6 / sockets:.1f} µs ({statistics.median(times) * 1e6 / sockets:.1f} µs)"
+        self.rows.append(
+            Row(
+                "6a",
+                f"`keepalive-preload apply` on a running process with {sockets:,} TCP sockets: "
+                f"CPU (wall) time per run, median of {rounds}",
+                dict(blank, ours=whole),
+            )
+        )
+        self.rows.append(
+            Row("6b", "`keepalive-preload apply`: CPU (wall) time per socket, median", dict(blank, ours=per))
+        )
+
     # ---- report -----------------------------------------------------------------------------
 
     def machine(self):
@@ -693,6 +781,11 @@ class Bench:
             "`redis-benchmark -c 50 -t set,get --csv` with a fixed request count against each in turn, "
             "persistent and with `-k 0`. Requests/s ratios are per round; 5e–5f add the server's CPU time per "
             "request (all threads, /proc/PID/task/*/schedstat), which a busy machine disturbs far less.",
+            "- **6** a Python process without any preload makes N loopback connections to itself (both ends "
+            "and the listener: 2N+1 TCP sockets, all at the kernel's values); each round runs "
+            "`keepalive-preload apply PID --idle 61|62 --interval 10 --count 5 --override yes` (the idle "
+            "alternates, so every round changes every socket) and times the whole command, CPU time (user + system, `RUSAGE_CHILDREN`) and wall time; it must report every "
+            "socket changed. One column: `apply` does not depend on a preload.",
             "",
         ]
         return "\n".join(lines)
@@ -708,6 +801,7 @@ class Bench:
             ("3", self.row_syscalls),
             ("4", self.row_startup),
             ("5", self.row_redis),
+            ("6", self.row_apply),
         ]
         for key, step in steps:
             if only is None or key in only:
@@ -744,6 +838,12 @@ def parse_times(output):
     if not wall or not cpu:
         raise RuntimeError(f"no times in kp-bench output {output!r}")
     return float(wall.group(1)), float(cpu.group(1))
+
+
+def children_cpu():
+    """User + system seconds of the waited-for children so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def cpu_nanos(pid):
@@ -809,6 +909,7 @@ def main():
     parser.add_argument("--smoke", action="store_true", help="tiny counts; checks numbers and exact syscalls")
     parser.add_argument("--library", required=True, help="libkeepalive_preload.so")
     parser.add_argument("--workload", required=True, help="the kp-bench executable")
+    parser.add_argument("--apply", help="the keepalive-preload command, for row 6 (apply)")
     parser.add_argument("--command", default="scripts/bench", help="the command line shown in the table")
     parser.add_argument("--output", help="Markdown file (default BENCHMARKS.md; smoke: standard output only)")
     parser.add_argument("--rounds", type=int, help="interleaved rounds (default 7, smoke 2)")

@@ -1,13 +1,110 @@
-//! Diagnostics on standard error: one line per event, formatted in a stack buffer and written
-//! with a single write(2), so logging from a hook neither allocates nor locks.
+//! Diagnostics on standard error, one line per event, formatted in a stack buffer and written
+//! with one system call — and only when that cannot hurt the host program:
+//!
+//! - only to the stderr the process had when the library loaded (same file, checked before
+//!   every line), never to a descriptor that has since taken number 2, never into a TCP or UDP
+//!   socket;
+//! - never blocking: a socket gets MSG_DONTWAIT, anything else a zero-timeout poll first and
+//!   RWF_NOWAIT where the file supports it;
+//! - never raising SIGPIPE (MSG_NOSIGNAL, or the signal blocked for the write and taken back);
+//! - errno untouched (raw system calls).
+//!
+//! A line that cannot be written at once is dropped and counted; the next line written says
+//! how many were.
 
-use std::fmt::{self, Write};
+use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use keepalive_config::{LogLevel, PREFIX};
 
-use crate::sys;
+use crate::sys::{self, FileIdentity};
 
 const LINE_CAPACITY: usize = 512;
+const STDERR: i32 = 2;
+
+/// Device and inode of the stderr the process had at load (0, 0: none, or not checked yet).
+static STDERR_DEVICE: AtomicU64 = AtomicU64::new(0);
+static STDERR_INODE: AtomicU64 = AtomicU64::new(0);
+static DROPPED: AtomicU32 = AtomicU32::new(0);
+
+/// Records which file stderr is, at load (before the first line, and before a hook can log).
+pub fn begin() {
+    if STDERR_INODE.load(Ordering::Acquire) != 0 {
+        return;
+    }
+    if let Some(identity) = sys::identify(STDERR) {
+        STDERR_DEVICE.store(identity.device, Ordering::Release);
+        STDERR_INODE.store(identity.inode, Ordering::Release);
+    }
+}
+
+pub fn enabled(configured: LogLevel, level: LogLevel) -> bool {
+    configured >= level && level != LogLevel::Off
+}
+
+/// One `keepalive-preload[pid]: …` line when `configured` lets `level` through; the message
+/// is only formatted then.
+#[inline(always)]
+pub fn event(configured: LogLevel, level: LogLevel, message: fmt::Arguments<'_>) {
+    if enabled(configured, level) {
+        event_now(message);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn event_now(message: fmt::Arguments<'_>) {
+    line(format_args!("{PREFIX}[{}]: {message}", sys::pid()));
+}
+
+/// Writes a line that carries its own prefix (configuration errors keep the exact form
+/// `keepalive-preload: VAR="value" …; not applied`).
+pub fn line(message: fmt::Arguments<'_>) {
+    let mut line = Line {
+        bytes: [0; LINE_CAPACITY],
+        length: 0,
+    };
+    let _ = line.write_fmt(message);
+    let dropped = DROPPED.load(Ordering::Relaxed);
+    if dropped > 0 {
+        let _ = write!(line, " [{dropped} earlier lines dropped]");
+    }
+    if write_whole(line.finish()) {
+        DROPPED.fetch_sub(dropped, Ordering::Relaxed);
+    } else {
+        DROPPED.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Whether the line went out whole, at once, to the original stderr.
+fn write_whole(bytes: &[u8]) -> bool {
+    let device = STDERR_DEVICE.load(Ordering::Acquire);
+    let inode = STDERR_INODE.load(Ordering::Acquire);
+    let Some(now) = sys::identify(STDERR) else {
+        return false;
+    };
+    if inode == 0 || (now.device, now.inode) != (device, inode) || is_network_socket(now) {
+        return false;
+    }
+    let written = if now.mode & libc::S_IFMT == libc::S_IFSOCK {
+        sys::send_now(STDERR, bytes)
+    } else if sys::writable_now(STDERR) {
+        sys::write_without_signal(STDERR, bytes)
+    } else {
+        return false;
+    };
+    written == Ok(bytes.len())
+}
+
+/// A TCP or UDP socket on fd 2 is a peer's connection (inetd-style), never a place for our
+/// lines. (The journal's stream is a UNIX socket.)
+fn is_network_socket(file: FileIdentity) -> bool {
+    file.mode & libc::S_IFMT == libc::S_IFSOCK
+        && matches!(
+            sys::get_int(STDERR, libc::SOL_SOCKET, libc::SO_DOMAIN),
+            Ok(libc::AF_INET | libc::AF_INET6)
+        )
+}
 
 /// A line buffer that silently truncates what does not fit.
 struct Line {
@@ -15,49 +112,29 @@ struct Line {
     length: usize,
 }
 
-impl Write for Line {
-    fn write_str(&mut self, text: &str) -> fmt::Result {
-        let room = LINE_CAPACITY - 1 - self.length; // keep one byte for the newline
-        let taken = text.len().min(room);
-        self.bytes[self.length..self.length + taken].copy_from_slice(&text.as_bytes()[..taken]);
-        self.length += taken;
-        Ok(())
+impl Line {
+    /// The line with its newline (one byte is always kept for it).
+    fn finish(&mut self) -> &[u8] {
+        let end = self.length.min(LINE_CAPACITY - 1);
+        if let Some(newline) = self.bytes.get_mut(end) {
+            *newline = b'\n';
+        }
+        self.bytes.get(..=end).unwrap_or(&[])
     }
 }
 
-/// Writes one line when `$configured` lets `$level` through; the message is only formatted
-/// then, so a filtered-out line costs a hook one comparison.
-macro_rules! log_line {
-    ($configured:expr, $level:expr, $($message:tt)+) => {
-        if $crate::log::enabled($configured, $level) {
-            $crate::log::emit_with_pid(format_args!($($message)+));
+impl Write for Line {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        let room = (LINE_CAPACITY - 1).saturating_sub(self.length);
+        let taken = text.len().min(room);
+        let end = self.length + taken;
+        if let (Some(target), Some(source)) = (
+            self.bytes.get_mut(self.length..end),
+            text.as_bytes().get(..taken),
+        ) {
+            target.copy_from_slice(source);
+            self.length = end;
         }
-    };
-}
-pub(crate) use log_line;
-
-pub fn enabled(configured: LogLevel, level: LogLevel) -> bool {
-    configured >= level && level != LogLevel::Off
-}
-
-#[cold]
-#[inline(never)]
-pub fn emit_with_pid(message: fmt::Arguments<'_>) {
-    emit(format_args!("{PREFIX}[{}]: {message}", sys::pid()));
-}
-
-/// Writes a line that already carries its own prefix (configuration errors keep the exact
-/// form `keepalive-preload: VAR="value" …; not applied`).
-pub fn raw(text: &str) {
-    emit(format_args!("{text}"));
-}
-
-fn emit(message: fmt::Arguments<'_>) {
-    let mut line = Line {
-        bytes: [0; LINE_CAPACITY],
-        length: 0,
-    };
-    let _ = line.write_fmt(message);
-    line.bytes[line.length] = b'\n';
-    sys::write_stderr(&line.bytes[..=line.length]);
+        Ok(())
+    }
 }

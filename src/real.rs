@@ -3,8 +3,8 @@
 //! makes one load and one indirect call. No lock (nothing to deadlock on after `fork()`), no
 //! abort when a symbol is missing: the cached function then fails with ENOSYS instead.
 
-use std::ffi::{CStr, c_int, c_void};
-use std::sync::atomic::{AtomicPtr, Ordering};
+use core::ffi::{c_int, c_void};
+use core::sync::atomic::{AtomicPtr, Ordering};
 
 use libc::{sockaddr, socklen_t};
 
@@ -23,32 +23,31 @@ macro_rules! real_functions {
                 pub static CACHE: AtomicPtr<c_void> = AtomicPtr::new(first as Real as *mut c_void);
 
                 pub fn resolve() -> Real {
-                    let name = const {
-                        match CStr::from_bytes_with_nul(concat!(stringify!($name), "\0").as_bytes()) {
-                            Ok(name) => name,
-                            Err(_) => panic!("symbol name with a NUL"),
-                        }
-                    };
+                    let name = concat!(stringify!($name), "\0");
                     // SAFETY: RTLD_NEXT with a NUL-terminated name; a racing thread may resolve
                     // the same symbol too, which is harmless: both find the same address.
-                    let address = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) };
+                    let address = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr().cast()) };
                     let real = if address.is_null() {
                         missing as Real
                     } else {
                         // SAFETY: the C library's function of this name has exactly this signature.
-                        unsafe { std::mem::transmute::<*mut c_void, Real>(address) }
+                        unsafe { core::mem::transmute::<*mut c_void, Real>(address) }
                     };
                     CACHE.store(real as *mut c_void, Ordering::Release);
                     real
                 }
 
                 unsafe extern "C" fn first($($arg: $argument),*) -> $result {
+                    let errno = crate::errno::Saved::now();
+                    let real = resolve();
+                    errno.restore();
                     // SAFETY: the caller's own call, forwarded unchanged.
-                    unsafe { resolve()($($arg),*) }
+                    unsafe { real($($arg),*) }
                 }
 
                 unsafe extern "C" fn missing($(_: $argument),*) -> $result {
-                    crate::sys::unavailable()
+                    crate::errno::set(libc::ENOSYS);
+                    -1
                 }
             }
 
@@ -56,7 +55,7 @@ macro_rules! real_functions {
             #[inline(always)]
             pub fn $name() -> $name::Real {
                 // SAFETY: the cache only ever holds a function of this signature.
-                unsafe { std::mem::transmute::<*mut c_void, $name::Real>($name::CACHE.load(Ordering::Acquire)) }
+                unsafe { core::mem::transmute::<*mut c_void, $name::Real>($name::CACHE.load(Ordering::Acquire)) }
             }
         )*
 
@@ -74,7 +73,4 @@ real_functions! {
     accept: fn(fd: c_int, address: *mut sockaddr, length: *mut socklen_t) -> c_int;
     accept4: fn(fd: c_int, address: *mut sockaddr, length: *mut socklen_t, flags: c_int) -> c_int;
     setsockopt: fn(fd: c_int, level: c_int, name: c_int, value: *const c_void, length: socklen_t) -> c_int;
-    close: fn(fd: c_int) -> c_int;
-    dup2: fn(from: c_int, to: c_int) -> c_int;
-    dup3: fn(from: c_int, to: c_int, flags: c_int) -> c_int;
 }

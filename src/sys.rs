@@ -1,177 +1,272 @@
-//! The small OS layer: every libc call the library makes, other than the program's own calls
-//! forwarded by the hooks, goes through here.
+//! The small OS layer: every system call the library makes of its own goes through here, as a
+//! raw `syscall` instruction. Nothing here touches errno (the kernel's result comes back in a
+//! register), takes a lock, allocates, or goes through another library's hooks. The few libc
+//! functions the library needs at load (dlsym, getenv, ...) are called from `runtime`.
 
-use std::ffi::{CStr, c_char, c_int, c_void};
-use std::mem::{MaybeUninit, size_of};
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use core::mem::{MaybeUninit, size_of};
+use core::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
-use keepalive_config::KernelDefaults;
-use libc::{sockaddr, sockaddr_in, sockaddr_in6, sockaddr_storage, socklen_t};
+use libc::{c_int, c_long, sockaddr_in, sockaddr_in6, sockaddr_storage, socklen_t};
 
-use crate::real;
+/// `getsockopt(SOL_SOCKET, SO_PEERNAME)`: the peer address even while a connect() is still in
+/// progress (getpeername() says ENOTCONN in SYN_SENT).
+const SO_PEERNAME: c_int = 28;
 
-/// errno as it was when saved; put back by `restore`, through the one slot lookup.
-pub struct SavedErrno {
-    slot: *mut c_int,
-    value: c_int,
-}
+/// A failed call's errno.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Errno(pub c_int);
 
-impl SavedErrno {
-    pub fn save() -> Self {
-        // SAFETY: __errno_location always returns this thread's valid errno slot.
-        let slot = unsafe { libc::__errno_location() };
-        // SAFETY: as above.
-        Self {
-            slot,
-            value: unsafe { *slot },
-        }
+/// A system call with up to six arguments; returns the kernel's result (negative: -errno).
+///
+/// # Safety
+/// The arguments must be what system call `number` expects; pointers valid for it.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn syscall6(number: c_long, args: [usize; 6]) -> isize {
+    let result: isize;
+    // SAFETY: the caller passes a valid system call; `syscall` clobbers only rcx and r11.
+    unsafe {
+        core::arch::asm!(
+            "syscall",
+            inlateout("rax") number as isize => result,
+            in("rdi") args[0],
+            in("rsi") args[1],
+            in("rdx") args[2],
+            in("r10") args[3],
+            in("r8") args[4],
+            in("r9") args[5],
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
     }
+    result
+}
 
-    pub fn restore(self) {
-        // SAFETY: the slot is this thread's errno, valid for the thread's life.
-        unsafe { *self.slot = self.value }
+/// A system call with five arguments (one register less to set than `syscall6`).
+///
+/// # Safety
+/// As for `syscall6`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn syscall5(number: c_long, args: [usize; 5]) -> isize {
+    let result: isize;
+    // SAFETY: the caller passes a valid system call; `syscall` clobbers only rcx and r11.
+    unsafe {
+        core::arch::asm!(
+            "syscall",
+            inlateout("rax") number as isize => result,
+            in("rdi") args[0],
+            in("rsi") args[1],
+            in("rdx") args[2],
+            in("r10") args[3],
+            in("r8") args[4],
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
     }
+    result
 }
 
-pub fn errno() -> c_int {
-    // SAFETY: __errno_location always returns this thread's valid errno slot.
-    unsafe { *libc::__errno_location() }
+/// On aarch64 the sixth register costs nothing worth a second function.
+///
+/// # Safety
+/// As for `syscall6`.
+#[cfg(target_arch = "aarch64")]
+#[inline(always)]
+unsafe fn syscall5(number: c_long, [a, b, c, d, e]: [usize; 5]) -> isize {
+    // SAFETY: as the caller's.
+    unsafe { syscall6(number, [a, b, c, d, e, 0]) }
 }
 
-pub fn set_errno(value: c_int) {
-    // SAFETY: as in `errno`.
-    unsafe { *libc::__errno_location() = value }
-}
-
-/// The result of a hooked call whose real function could not be resolved.
-pub fn unavailable() -> c_int {
-    set_errno(libc::ENOSYS);
-    -1
-}
-
-/// True in secure-execution mode (setuid, setgid, file capabilities).
-pub fn secure_execution() -> bool {
-    // SAFETY: getauxval has no preconditions.
-    unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
-}
-
-pub fn pid() -> c_int {
-    // SAFETY: getpid has no preconditions.
-    unsafe { libc::getpid() }
-}
-
-/// Ends the process at once (no atexit handlers: `main` has not run yet).
-pub fn exit_now(status: c_int) -> ! {
-    // SAFETY: _exit has no preconditions and does not return.
-    unsafe { libc::_exit(status) }
-}
-
-/// Writes all of `bytes` to standard error, ignoring failures (diagnostics are best effort).
-pub fn write_stderr(mut bytes: &[u8]) {
-    while !bytes.is_empty() {
-        // SAFETY: the pointer and length describe the live slice `bytes`.
-        let written =
-            unsafe { libc::write(libc::STDERR_FILENO, bytes.as_ptr().cast(), bytes.len()) };
-        if written <= 0 {
-            return;
-        }
-        bytes = &bytes[written as usize..];
+/// As above, for aarch64 (`svc 0`, number in x8).
+///
+/// # Safety
+/// As above.
+#[cfg(target_arch = "aarch64")]
+#[inline(always)]
+unsafe fn syscall6(number: c_long, args: [usize; 6]) -> isize {
+    let result: isize;
+    // SAFETY: the caller passes a valid system call; `svc 0` clobbers only x0.
+    unsafe {
+        core::arch::asm!(
+            "svc 0",
+            in("x8") number,
+            inlateout("x0") args[0] => result,
+            in("x1") args[1],
+            in("x2") args[2],
+            in("x3") args[3],
+            in("x4") args[4],
+            in("x5") args[5],
+            options(nostack),
+        );
     }
+    result
 }
 
-pub fn get_int(fd: c_int, level: c_int, name: c_int) -> Option<c_int> {
+fn checked(result: isize) -> Result<usize, Errno> {
+    usize::try_from(result).map_err(|_| Errno(c_int::try_from(-result).unwrap_or(libc::EINVAL)))
+}
+
+/// An int argument as the kernel takes it (sign-extended like the C ABI does).
+fn int(value: c_int) -> usize {
+    value as isize as usize
+}
+
+pub fn set_int(fd: c_int, level: c_int, name: c_int, value: c_int) -> Result<(), Errno> {
+    set_int_at(fd, level, name, &value)
+}
+
+/// setsockopt of the int at `value` itself (the runtime's plan, without a copy to the stack).
+#[inline(always)]
+pub fn set_int_at(fd: c_int, level: c_int, name: c_int, value: &c_int) -> Result<(), Errno> {
+    let length = size_of::<c_int>();
+    let value: *const c_int = value;
+    // SAFETY: setsockopt reads `length` bytes at `value`, a live int.
+    let result = unsafe {
+        syscall5(
+            libc::SYS_setsockopt,
+            [int(fd), int(level), int(name), value as usize, length],
+        )
+    };
+    checked(result).map(|_| ())
+}
+
+pub fn get_int(fd: c_int, level: c_int, name: c_int) -> Result<c_int, Errno> {
     let mut value: c_int = 0;
     let mut length = size_of::<c_int>() as socklen_t;
-    // SAFETY: value and length are valid for writes of the sizes given.
-    let result =
-        unsafe { libc::getsockopt(fd, level, name, (&raw mut value).cast(), &raw mut length) };
-    (result == 0).then_some(value)
+    // SAFETY: getsockopt writes at most `length` bytes into `value` and the length back.
+    let result = unsafe {
+        syscall6(
+            libc::SYS_getsockopt,
+            [
+                int(fd),
+                int(level),
+                int(name),
+                (&raw mut value) as usize,
+                (&raw mut length) as usize,
+                0,
+            ],
+        )
+    };
+    checked(result).map(|_| value)
 }
 
-/// Sets int options through the real setsockopt (our own hook must not see our calls),
-/// resolved once for a whole batch of options.
-#[derive(Clone, Copy)]
-pub struct OptionSetter(
-    unsafe extern "C" fn(c_int, c_int, c_int, *const c_void, socklen_t) -> c_int,
-);
-
-impl OptionSetter {
-    pub fn resolve() -> Self {
-        Self(real::setsockopt())
-    }
-
-    /// Returns the errno of a failure.
-    pub fn set(self, fd: c_int, level: c_int, name: c_int, value: c_int) -> Result<(), c_int> {
-        // SAFETY: value is a live int and the length says so.
-        let result = unsafe {
-            (self.0)(
-                fd,
-                level,
-                name,
-                (&raw const value).cast(),
-                size_of::<c_int>() as socklen_t,
-            )
-        };
-        if result == 0 { Ok(()) } else { Err(errno()) }
-    }
+/// The socket's cookie: the kernel's identity of it, unique for the life of the system.
+pub fn cookie(fd: c_int) -> Option<u64> {
+    let mut value: u64 = 0;
+    let mut length = size_of::<u64>() as socklen_t;
+    // SAFETY: getsockopt writes at most `length` bytes into `value` and the length back.
+    let result = unsafe {
+        syscall6(
+            libc::SYS_getsockopt,
+            [
+                int(fd),
+                int(libc::SOL_SOCKET),
+                int(libc::SO_COOKIE),
+                (&raw mut value) as usize,
+                (&raw mut length) as usize,
+                0,
+            ],
+        )
+    };
+    checked(result).ok().map(|_| value)
 }
 
-/// True for an AF_INET/AF_INET6 TCP socket (used on sockets the library did not create).
+/// True for a TCP socket (IPv4 or IPv6: SO_PROTOCOL is IPPROTO_TCP only on those).
 pub fn is_tcp(fd: c_int) -> bool {
-    let domain = get_int(fd, libc::SOL_SOCKET, libc::SO_DOMAIN);
-    matches!(domain, Some(libc::AF_INET | libc::AF_INET6))
-        && get_int(fd, libc::SOL_SOCKET, libc::SO_PROTOCOL) == Some(libc::IPPROTO_TCP)
+    get_int(fd, libc::SOL_SOCKET, libc::SO_PROTOCOL) == Ok(libc::IPPROTO_TCP)
 }
 
+pub fn is_listening(fd: c_int) -> bool {
+    get_int(fd, libc::SOL_SOCKET, libc::SO_ACCEPTCONN) == Ok(1)
+}
+
+/// The socket's local address (getsockname).
 pub fn local_address(fd: c_int) -> Option<SocketAddr> {
-    // SAFETY: getsockname writes at most `length` bytes into the storage.
-    socket_address(|storage, length| unsafe { libc::getsockname(fd, storage, length) })
+    address_query(|storage, length| {
+        // SAFETY: getsockname writes at most *length bytes into storage and the length back.
+        unsafe {
+            syscall6(
+                libc::SYS_getsockname,
+                [int(fd), storage as usize, length as usize, 0, 0, 0],
+            )
+        }
+    })
 }
 
+/// The socket's peer (getpeername), once connected.
 pub fn peer_address(fd: c_int) -> Option<SocketAddr> {
-    // SAFETY: getpeername writes at most `length` bytes into the storage.
-    socket_address(|storage, length| unsafe { libc::getpeername(fd, storage, length) })
+    address_query(|storage, length| {
+        // SAFETY: getpeername writes at most *length bytes into storage and the length back.
+        unsafe {
+            syscall6(
+                libc::SYS_getpeername,
+                [int(fd), storage as usize, length as usize, 0, 0, 0],
+            )
+        }
+    })
 }
 
-fn socket_address(
-    query: impl FnOnce(*mut sockaddr, *mut socklen_t) -> c_int,
+/// The peer of a socket whose connect() may still be in progress (getpeername says ENOTCONN
+/// in SYN_SENT; SO_PEERNAME does not). SO_PEERNAME refuses a buffer longer than the address,
+/// so an IPv4 length is asked first and an IPv6 one only for an IPv6 socket.
+pub fn connecting_peer_address(fd: c_int) -> Option<SocketAddr> {
+    let ask = |length: usize| {
+        address_query(|storage, written| {
+            // SAFETY: *written is set to `length` (no more than the storage) before the call.
+            unsafe { *written = length as socklen_t };
+            // SAFETY: getsockopt writes at most *written bytes into storage and the length back.
+            unsafe {
+                syscall6(
+                    libc::SYS_getsockopt,
+                    [
+                        int(fd),
+                        int(libc::SOL_SOCKET),
+                        int(SO_PEERNAME),
+                        storage as usize,
+                        written as usize,
+                        0,
+                    ],
+                )
+            }
+        })
+    };
+    match ask(size_of::<sockaddr_in>()) {
+        Some(SocketAddr::V4(v4)) => Some(SocketAddr::V4(v4)),
+        _ => ask(size_of::<sockaddr_in6>()),
+    }
+}
+
+fn address_query(
+    query: impl FnOnce(*mut sockaddr_storage, *mut socklen_t) -> isize,
 ) -> Option<SocketAddr> {
     let mut storage = MaybeUninit::<sockaddr_storage>::zeroed();
     let mut length = size_of::<sockaddr_storage>() as socklen_t;
-    if query(storage.as_mut_ptr().cast(), &raw mut length) != 0 {
-        return None;
-    }
-    // SAFETY: the kernel wrote `length` bytes of a socket address into the zeroed storage.
-    unsafe { decode_address(storage.as_ptr().cast(), length) }
+    checked(query(storage.as_mut_ptr(), &raw mut length)).ok()?;
+    // SAFETY: zeroed storage is a valid sockaddr_storage; the kernel filled `length` bytes.
+    let storage = unsafe { storage.assume_init() };
+    decode(&storage, usize::try_from(length).ok()?)
 }
 
-/// Decodes an IPv4 or IPv6 socket address; `None` for any other family or a short length.
-///
-/// # Safety
-/// `address` must be null or valid for reads of `length` bytes.
-pub unsafe fn decode_address(address: *const sockaddr, length: socklen_t) -> Option<SocketAddr> {
-    if address.is_null() || (length as usize) < size_of::<libc::sa_family_t>() {
-        return None;
-    }
-    // SAFETY: at least the family field is readable (checked above); unaligned reads because
-    // the program's buffer may be any byte array.
-    let family = unsafe { (&raw const (*address).sa_family).read_unaligned() };
-    match c_int::from(family) {
-        libc::AF_INET if length as usize >= size_of::<sockaddr_in>() => {
-            // SAFETY: the length covers a whole sockaddr_in.
-            let v4 = unsafe { address.cast::<sockaddr_in>().read_unaligned() };
-            let ip = Ipv4Addr::from(u32::from_be(v4.sin_addr.s_addr));
+/// An IPv4 or IPv6 address the kernel wrote; `None` for another family or a short length.
+fn decode(storage: &sockaddr_storage, length: usize) -> Option<SocketAddr> {
+    match c_int::from(storage.ss_family) {
+        libc::AF_INET if length >= size_of::<sockaddr_in>() => {
+            // SAFETY: sockaddr_storage is large and aligned enough for any sockaddr, and the
+            // kernel wrote a whole sockaddr_in.
+            let v4 = unsafe { *(&raw const *storage).cast::<sockaddr_in>() };
             Some(SocketAddr::V4(SocketAddrV4::new(
-                ip,
+                Ipv4Addr::from(u32::from_be(v4.sin_addr.s_addr)),
                 u16::from_be(v4.sin_port),
             )))
         }
-        libc::AF_INET6 if length as usize >= size_of::<sockaddr_in6>() => {
-            // SAFETY: the length covers a whole sockaddr_in6.
-            let v6 = unsafe { address.cast::<sockaddr_in6>().read_unaligned() };
-            let ip = Ipv6Addr::from(v6.sin6_addr.s6_addr);
+        libc::AF_INET6 if length >= size_of::<sockaddr_in6>() => {
+            // SAFETY: as above, for a whole sockaddr_in6.
+            let v6 = unsafe { *(&raw const *storage).cast::<sockaddr_in6>() };
             Some(SocketAddr::V6(SocketAddrV6::new(
-                ip,
+                Ipv6Addr::from(v6.sin6_addr.s6_addr),
                 u16::from_be(v6.sin6_port),
                 v6.sin6_flowinfo,
                 v6.sin6_scope_id,
@@ -181,107 +276,277 @@ pub unsafe fn decode_address(address: *const sockaddr, length: socklen_t) -> Opt
     }
 }
 
-/// The kernel's keepalive timings for new sockets (this network namespace's sysctls), read
-/// from a throwaway socket: the library reads no files.
-pub fn kernel_defaults() -> Option<KernelDefaults> {
-    let socket = real::socket();
-    // SAFETY: plain socket creation with constant arguments.
-    let fd = unsafe { socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return None;
+/// A throwaway IPv4 TCP socket, closed again at once (for reading the kernel's defaults).
+pub struct ScratchSocket(c_int);
+
+impl ScratchSocket {
+    pub fn open() -> Option<Self> {
+        let kind = libc::SOCK_STREAM | libc::SOCK_CLOEXEC;
+        // SAFETY: socket takes three ints.
+        let result = unsafe {
+            syscall6(
+                libc::SYS_socket,
+                [int(libc::AF_INET), int(kind), 0, 0, 0, 0],
+            )
+        };
+        let fd = checked(result).ok()?;
+        Some(Self(c_int::try_from(fd).ok()?))
     }
-    let read =
-        |name| get_int(fd, libc::IPPROTO_TCP, name).and_then(|value| u32::try_from(value).ok());
-    let defaults = (|| {
-        Some(KernelDefaults {
-            idle: read(libc::TCP_KEEPIDLE)?,
-            interval: read(libc::TCP_KEEPINTVL)?,
-            count: read(libc::TCP_KEEPCNT)?,
-        })
-    })();
-    // SAFETY: fd is the socket created above and nothing else refers to it.
-    unsafe { libc::close(fd) };
-    defaults
+
+    pub fn fd(&self) -> c_int {
+        self.0
+    }
 }
 
-/// The executable's path, from the /proc/self/exe link (a readlink: no file is opened).
-pub fn executable_path(buffer: &mut [u8; 4096]) -> Option<&str> {
-    // SAFETY: the buffer is writable for its whole length; readlink does not terminate it.
-    let length = unsafe {
-        libc::readlink(
-            c"/proc/self/exe".as_ptr(),
-            buffer.as_mut_ptr().cast(),
-            buffer.len(),
+impl Drop for ScratchSocket {
+    fn drop(&mut self) {
+        // SAFETY: the descriptor is ours, opened above and used by nothing else.
+        unsafe { syscall6(libc::SYS_close, [int(self.0), 0, 0, 0, 0, 0]) };
+    }
+}
+
+pub fn pid() -> c_int {
+    // SAFETY: getpid takes no argument.
+    let result = unsafe { syscall6(libc::SYS_getpid, [0; 6]) };
+    c_int::try_from(result).unwrap_or(0)
+}
+
+/// Ends the process at once with `status` (before main: no atexit handler to run).
+pub fn exit_now(status: c_int) -> ! {
+    loop {
+        // SAFETY: exit_group takes an int and does not return.
+        unsafe { syscall6(libc::SYS_exit_group, [int(status), 0, 0, 0, 0, 0]) };
+    }
+}
+
+/// /proc/self/exe into `buffer` (readlink: no file is opened).
+pub fn executable_path(buffer: &mut [u8]) -> Option<&str> {
+    let path = c"/proc/self/exe";
+    // SAFETY: readlinkat writes at most buffer.len() bytes into buffer.
+    let result = unsafe {
+        syscall6(
+            libc::SYS_readlinkat,
+            [
+                int(libc::AT_FDCWD),
+                path.as_ptr() as usize,
+                buffer.as_mut_ptr() as usize,
+                buffer.len(),
+                0,
+                0,
+            ],
         )
     };
-    let length = usize::try_from(length).ok()?;
-    std::str::from_utf8(&buffer[..length]).ok()
+    let length = checked(result).ok()?;
+    core::str::from_utf8(buffer.get(..length)?).ok()
 }
 
-unsafe extern "C" {
-    /// glibc's copy of argv[0].
-    static program_invocation_name: *const c_char;
+/// Anonymous memory for `bytes`, never freed (a table that lives as long as the process);
+/// mmap takes no lock a fork could leave held.
+pub fn map_memory(bytes: usize) -> Option<*mut u8> {
+    let protection = libc::PROT_READ | libc::PROT_WRITE;
+    let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
+    // SAFETY: an anonymous private mapping touches no existing memory.
+    let result = unsafe {
+        syscall6(
+            libc::SYS_mmap,
+            [0, bytes, int(protection), int(flags), int(-1), 0],
+        )
+    };
+    checked(result).ok().map(|address| address as *mut u8)
 }
 
-/// argv[0] as the program was started.
-pub fn argv0() -> Option<&'static str> {
-    // SAFETY: glibc sets program_invocation_name before any constructor runs; it points to
-    // argv[0], which lives as long as the process, or is null.
-    let name = unsafe { program_invocation_name };
-    if name.is_null() {
-        return None;
-    }
-    // SAFETY: non-null, NUL-terminated argv string.
-    unsafe { CStr::from_ptr(name) }.to_str().ok()
+/// What fd 2 is: device, inode and file type, to tell whether it is still the stderr the
+/// process started with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileIdentity {
+    pub device: u64,
+    pub inode: u64,
+    pub mode: u32,
 }
 
-/// The path this library was loaded from, as ld.so recorded it.
-pub fn own_library_path() -> Option<&'static str> {
-    let mut info = MaybeUninit::<libc::Dl_info>::zeroed();
-    let anchor = own_library_path as *const c_void;
-    // SAFETY: dladdr only fills `info` for an address inside a loaded object.
-    if unsafe { libc::dladdr(anchor, info.as_mut_ptr()) } == 0 {
-        return None;
-    }
-    // SAFETY: dladdr succeeded, so info is initialised; dli_fname lives as long as the
-    // object stays loaded, which for a preload is the whole process.
-    let name = unsafe { info.assume_init() }.dli_fname;
-    if name.is_null() {
-        return None;
-    }
-    // SAFETY: non-null, NUL-terminated string owned by ld.so.
-    unsafe { CStr::from_ptr(name) }.to_str().ok()
+pub fn identify(fd: c_int) -> Option<FileIdentity> {
+    let mut status = MaybeUninit::<libc::stat>::zeroed();
+    // SAFETY: fstatat with AT_EMPTY_PATH and an empty path fills `status` for `fd`.
+    let result = unsafe {
+        syscall6(
+            fstatat_number(),
+            [
+                int(fd),
+                c"".as_ptr() as usize,
+                status.as_mut_ptr() as usize,
+                int(libc::AT_EMPTY_PATH),
+                0,
+                0,
+            ],
+        )
+    };
+    checked(result).ok()?;
+    // SAFETY: zeroed stat is valid and the kernel filled it.
+    let status = unsafe { status.assume_init() };
+    Some(FileIdentity {
+        device: status.st_dev,
+        inode: status.st_ino,
+        mode: status.st_mode,
+    })
 }
 
-/// setsockopt(fd, level, name, &value, 4) as one `syscall` instruction: no libc wrapper, and
-/// errno is never touched (the kernel's result comes back in rax). True on success.
-#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
-#[inline(always)]
-pub fn raw_set_int(fd: c_int, level: c_int, name: c_int, value: c_int) -> bool {
-    let result: isize;
-    // SAFETY: the setsockopt syscall reads 4 bytes at &value, which is live for the call.
+#[cfg(target_arch = "x86_64")]
+fn fstatat_number() -> c_long {
+    libc::SYS_newfstatat
+}
+
+#[cfg(target_arch = "aarch64")]
+fn fstatat_number() -> c_long {
+    libc::SYS_newfstatat
+}
+
+/// send(fd, bytes, MSG_DONTWAIT | MSG_NOSIGNAL): never blocks, never raises SIGPIPE.
+pub fn send_now(fd: c_int, bytes: &[u8]) -> Result<usize, Errno> {
+    let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+    // SAFETY: sendto reads bytes.len() bytes of the live slice.
+    let result = unsafe {
+        syscall6(
+            libc::SYS_sendto,
+            [
+                int(fd),
+                bytes.as_ptr() as usize,
+                bytes.len(),
+                int(flags),
+                0,
+                0,
+            ],
+        )
+    };
+    checked(result)
+}
+
+/// Whether `fd` can take a write now without blocking (poll with a zero timeout); false when
+/// its reader is gone (POLLERR) or it is hung up.
+pub fn writable_now(fd: c_int) -> bool {
+    let mut poll = libc::pollfd {
+        fd,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    let zero = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ppoll reads and writes the one pollfd and reads the timeout.
+    let result = unsafe {
+        syscall6(
+            libc::SYS_ppoll,
+            [
+                (&raw mut poll) as usize,
+                1,
+                (&raw const zero) as usize,
+                0,
+                0,
+                0,
+            ],
+        )
+    };
+    checked(result) == Ok(1)
+        && poll.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) == 0
+        && poll.revents & libc::POLLOUT != 0
+}
+
+/// One write of `bytes` that neither blocks (RWF_NOWAIT where the file supports it; the caller
+/// polled first) nor raises SIGPIPE on this thread (blocked for the call; one it caused is
+/// taken back, one that was pending before is left alone).
+pub fn write_without_signal(fd: c_int, bytes: &[u8]) -> Result<usize, Errno> {
+    let pipe_signal = sigset_of(libc::SIGPIPE);
+    let mut old = 0u64;
+    let set_size = size_of::<u64>();
+    // SAFETY: rt_sigprocmask reads the new set and writes the old one (kernel sigset: 8 bytes).
     unsafe {
-        std::arch::asm!(
-            "syscall",
-            inlateout("rax") libc::SYS_setsockopt as isize => result,
-            in("rdi") fd as isize,
-            in("rsi") level as isize,
-            in("rdx") name as isize,
-            in("r10") &raw const value,
-            in("r8") size_of::<c_int>(),
-            lateout("rcx") _,
-            lateout("r11") _,
-            options(nostack, readonly),
-        );
+        syscall6(
+            libc::SYS_rt_sigprocmask,
+            [
+                int(libc::SIG_BLOCK),
+                (&raw const pipe_signal) as usize,
+                (&raw mut old) as usize,
+                set_size,
+                0,
+                0,
+            ],
+        )
+    };
+    let mut pending = 0u64;
+    // SAFETY: rt_sigpending writes the pending set.
+    unsafe {
+        syscall6(
+            libc::SYS_rt_sigpending,
+            [(&raw mut pending) as usize, set_size, 0, 0, 0, 0],
+        )
+    };
+    let vector = libc::iovec {
+        iov_base: bytes.as_ptr().cast_mut().cast(),
+        iov_len: bytes.len(),
+    };
+    // SAFETY: pwritev2 reads the one iovec, which describes the live slice; offset -1 means
+    // the file's current position, like write().
+    let mut result = unsafe {
+        syscall6(
+            libc::SYS_pwritev2,
+            [
+                int(fd),
+                (&raw const vector) as usize,
+                1,
+                usize::MAX,
+                usize::MAX,
+                int(libc::RWF_NOWAIT),
+            ],
+        )
+    };
+    if result == -(libc::EOPNOTSUPP as isize) {
+        // SAFETY: write reads bytes.len() bytes of the live slice.
+        result = unsafe {
+            syscall6(
+                libc::SYS_write,
+                [int(fd), bytes.as_ptr() as usize, bytes.len(), 0, 0, 0],
+            )
+        };
     }
-    result == 0
+    if result == -(libc::EPIPE as isize) && pending & pipe_signal == 0 {
+        let zero = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: rt_sigtimedwait reads the set and the timeout; no siginfo is asked for.
+        unsafe {
+            syscall6(
+                libc::SYS_rt_sigtimedwait,
+                [
+                    (&raw const pipe_signal) as usize,
+                    0,
+                    (&raw const zero) as usize,
+                    set_size,
+                    0,
+                    0,
+                ],
+            )
+        };
+    }
+    // SAFETY: as above, restoring the thread's mask.
+    unsafe {
+        syscall6(
+            libc::SYS_rt_sigprocmask,
+            [
+                int(libc::SIG_SETMASK),
+                (&raw const old) as usize,
+                0,
+                set_size,
+                0,
+                0,
+            ],
+        )
+    };
+    checked(result)
 }
 
-/// Elsewhere: the real setsockopt, with errno put back as it was.
-#[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
-pub fn raw_set_int(fd: c_int, level: c_int, name: c_int, value: c_int) -> bool {
-    let saved = SavedErrno::save();
-    let done = OptionSetter::resolve().set(fd, level, name, value).is_ok();
-    saved.restore();
-    done
+/// The kernel's 64-bit signal set holding one signal.
+fn sigset_of(signal: c_int) -> u64 {
+    1u64.checked_shl(u32::try_from(signal - 1).unwrap_or(0))
+        .unwrap_or(0)
 }

@@ -1,5 +1,6 @@
-//! The small OS layer of the command: pidfd_open/pidfd_getfd and the socket queries `inspect`
-//! needs. Every `unsafe` block of the command lives here.
+//! The small OS layer of the command: pidfd_open/pidfd_getfd, the socket queries `inspect`
+//! needs and the setsockopt and setns `apply` needs. Every `unsafe` block of the command lives
+//! here.
 
 use std::io;
 use std::mem::{MaybeUninit, size_of};
@@ -47,6 +48,38 @@ pub fn getsockopt_int(fd: BorrowedFd<'_>, level: i32, name: i32) -> io::Result<i
     };
     if ret == 0 {
         Ok(value)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Sets an int-valued socket option.
+pub fn setsockopt_int(fd: BorrowedFd<'_>, level: i32, name: i32, value: i32) -> io::Result<()> {
+    let value: libc::c_int = value;
+    // SAFETY: value is valid for reads of the size given; fd is open for the call.
+    let ret = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&raw const value).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if ret == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Moves the calling thread into the network namespace `namespace` (an open /proc/PID/ns/net);
+/// needs CAP_SYS_ADMIN. Only the calling thread changes namespace.
+pub fn setns_net(namespace: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: setns takes a descriptor and a flag by value and touches no memory of ours.
+    let ret = unsafe { libc::setns(namespace.as_raw_fd(), libc::CLONE_NEWNET) };
+    if ret == 0 {
+        Ok(())
     } else {
         Err(io::Error::last_os_error())
     }

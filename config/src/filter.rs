@@ -6,7 +6,8 @@
 use core::fmt;
 use core::net::IpAddr;
 
-use crate::text::Quoted;
+use crate::ip;
+use crate::text::{Quoted, base_name, split, split_once};
 
 /// Why a list was refused: the first bad item and what is wrong with it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,14 +61,15 @@ impl fmt::Display for ListProblem<'_> {
 }
 
 /// Splits a comma-separated list, refusing an empty list or an empty item.
-fn items(text: &str) -> Result<core::str::Split<'_, char>, ListProblem<'_>> {
+fn items(text: &str) -> Result<impl Iterator<Item = &str> + Clone, ListProblem<'_>> {
     if text.is_empty() {
         return Err(ListProblem::Empty);
     }
-    if text.split(',').any(str::is_empty) {
+    let items = split(text, b',');
+    if items.clone().any(str::is_empty) {
         return Err(ListProblem::EmptyItem);
     }
-    Ok(text.split(','))
+    Ok(items)
 }
 
 /// `KEEPALIVE_PORTS`: comma-separated ports and inclusive ascending ranges, e.g.
@@ -86,7 +88,7 @@ impl<'a> PortList<'a> {
     }
 
     fn ranges(self) -> impl Iterator<Item = (u16, u16)> + 'a {
-        self.text.split(',').filter_map(|item| range(item).ok())
+        split(self.text, b',').filter_map(|item| range(item).ok())
     }
 
     /// The lookup structure.
@@ -123,7 +125,7 @@ fn range(item: &str) -> Result<(u16, u16), ListProblem<'_>> {
             .and_then(|port| u16::try_from(port).ok())
             .ok_or(ListProblem::BadPort(item))
     };
-    let (first, last) = match item.split_once('-') {
+    let (first, last) = match split_once(item, b'-') {
         Some((first, last)) => (port(first)?, port(last)?),
         None => {
             let single = port(item)?;
@@ -209,7 +211,7 @@ impl<'a> NetList<'a> {
         let mut used = 0;
         for (slot, range) in storage
             .iter_mut()
-            .zip(self.text.split(',').filter_map(|item| network(item).ok()))
+            .zip(split(self.text, b',').filter_map(|item| network(item).ok()))
         {
             *slot = range;
             used += 1;
@@ -225,8 +227,7 @@ impl<'a> NetList<'a> {
     /// Linear check without building the set, for a one-off question.
     pub fn contains(self, address: IpAddr) -> bool {
         let address = mapped(address);
-        self.text
-            .split(',')
+        split(self.text, b',')
             .filter_map(|item| network(item).ok())
             .any(|range| range.first <= address && address <= range.last)
     }
@@ -240,11 +241,11 @@ fn mapped(address: IpAddr) -> u128 {
 }
 
 fn network(item: &str) -> Result<NetRange, ListProblem<'_>> {
-    let (address, prefix) = match item.split_once('/') {
+    let (address, prefix) = match split_once(item, b'/') {
         Some((address, prefix)) => (address, Some(prefix)),
         None => (item, None),
     };
-    let address: IpAddr = address.parse().map_err(|_| ListProblem::BadNetwork(item))?;
+    let address = ip::parse(address).ok_or(ListProblem::BadNetwork(item))?;
     let width: u8 = if address.is_ipv4() { 32 } else { 128 };
     let bits = match prefix {
         None => width,
@@ -272,7 +273,11 @@ fn heap_sort(ranges: &mut [NetRange]) {
         sift_down(ranges, start, len);
     }
     for end in (1..len).rev() {
-        ranges.swap(0, end);
+        if let Some((first, rest)) = ranges.split_first_mut()
+            && let Some(last) = rest.get_mut(end - 1)
+        {
+            core::mem::swap(first, last);
+        }
         sift_down(ranges, 0, end);
     }
 }
@@ -380,7 +385,7 @@ pub struct ProgramList<'a> {
 impl<'a> ProgramList<'a> {
     pub fn parse(text: &'a str) -> Result<Self, ListProblem<'a>> {
         for name in items(text)? {
-            if name.contains('/') || name.chars().any(char::is_whitespace) {
+            if name.bytes().any(|byte| byte == b'/') || name.chars().any(char::is_whitespace) {
                 return Err(ListProblem::BadProgram(name));
             }
         }
@@ -390,8 +395,8 @@ impl<'a> ProgramList<'a> {
     /// True when the base name of any of `paths` is listed.
     pub fn matches_any<'p>(self, paths: impl IntoIterator<Item = &'p str>) -> bool {
         paths.into_iter().any(|path| {
-            let base = path.rsplit('/').next().unwrap_or(path);
-            self.text.split(',').any(|name| name == base)
+            let base = base_name(path);
+            split(self.text, b',').any(|name| name == base)
         })
     }
 

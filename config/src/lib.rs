@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 mod filter;
+mod ip;
 mod options;
 mod parse;
 pub mod preload_list;
@@ -23,6 +24,7 @@ mod value;
 pub mod variables;
 
 pub use filter::{ListProblem, NetList, NetRange, NetSet, PortList, PortSet, ProgramList};
+pub use ip::ShownAddress;
 pub use options::{
     IPPROTO_TCP, KernelDefaults, MAX_KEEPALIVE_PROBES, MAX_KEEPALIVE_SECONDS, MAX_USER_TIMEOUT_MS,
     OptionRow, Override, Plan, SO_KEEPALIVE, SOL_SOCKET, SocketOption, TCP_KEEPCNT, TCP_KEEPIDLE,

@@ -1,8 +1,6 @@
 //! The LD_PRELOAD list: entries separated by colons or spaces, as ld.so reads it.
 
-fn base_name(path: &str) -> &str {
-    path.rsplit('/').next().unwrap_or(path)
-}
+use crate::text::base_name;
 
 /// Whether `entry` names the library at `library` (same path, or same file name).
 fn names_library(entry: &str, library: &str) -> bool {
@@ -11,7 +9,9 @@ fn names_library(entry: &str, library: &str) -> bool {
 
 /// The entries of the list, in order.
 pub fn entries(list: &str) -> impl Iterator<Item = &str> {
-    list.split([':', ' ']).filter(|entry| !entry.is_empty())
+    crate::text::split(list, b':')
+        .flat_map(|part| crate::text::split(part, b' '))
+        .filter(|entry| !entry.is_empty())
 }
 
 /// The list without `library`, the other entries kept in order and joined by colons, written

@@ -62,6 +62,39 @@ impl fmt::Display for Elided<'_> {
     }
 }
 
+/// `text` split at every `separator` byte (an ASCII byte, so every piece is a `str`); like
+/// `str::split`, without its searcher's panic paths.
+pub fn split(text: &str, separator: u8) -> impl Iterator<Item = &str> + Clone {
+    let mut rest = Some(text);
+    core::iter::from_fn(move || {
+        let current = rest?;
+        match current.bytes().position(|byte| byte == separator) {
+            Some(at) => {
+                rest = current.get(at + 1..);
+                current.get(..at)
+            }
+            None => {
+                rest = None;
+                Some(current)
+            }
+        }
+    })
+}
+
+/// `text` split at the first `separator` byte.
+pub fn split_once(text: &str, separator: u8) -> Option<(&str, &str)> {
+    let at = text.bytes().position(|byte| byte == separator)?;
+    Some((text.get(..at)?, text.get(at + 1..)?))
+}
+
+/// What follows the last `/` of a path.
+pub fn base_name(path: &str) -> &str {
+    match path.bytes().rposition(|byte| byte == b'/') {
+        Some(at) => path.get(at + 1..).unwrap_or(""),
+        None => path,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

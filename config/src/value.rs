@@ -6,7 +6,9 @@ fn whole_number(text: &str) -> Option<u64> {
     if text.is_empty() || text.len() > 19 || !text.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    text.parse().ok()
+    text.bytes().try_fold(0u64, |number, digit| {
+        number.checked_mul(10)?.checked_add(u64::from(digit - b'0'))
+    })
 }
 
 /// Splits `90s` into (90, "s"); the unit may be empty.

@@ -51,8 +51,6 @@ struct Artifact {
     file: &'static str,
     /// The package that builds it.
     package: &'static str,
-    /// When built on demand, also link it into `target/<profile>`, where `cargo build` puts it.
-    link_into_profile: bool,
 }
 
 /// `variable`, else `target/<profile>/deps/<file>` (where `cargo test` puts a cdylib), else
@@ -75,11 +73,7 @@ fn find_or_build(artifact: &Artifact) -> PathBuf {
     {
         return found.clone();
     }
-    let built = build(artifact, &profile, &target, &candidates);
-    if artifact.link_into_profile {
-        link(&built, &profile.join(artifact.file), &target);
-    }
-    built
+    build(artifact, &profile, &target, &candidates)
 }
 
 fn build(artifact: &Artifact, profile: &Path, target: &Path, candidates: &[PathBuf]) -> PathBuf {
@@ -123,20 +117,6 @@ fn linked_from(path: &Path, target: &Path) -> bool {
     std::fs::read_link(path).is_ok_and(|to| to.starts_with(target))
 }
 
-/// Makes `place` a symbolic link to `built`, unless a file cargo made is there.
-fn link(built: &Path, place: &Path, target: &Path) {
-    if linked_from(place, target) {
-        let _ = std::fs::remove_file(place);
-    } else if place.symlink_metadata().is_ok() {
-        return;
-    }
-    match std::os::unix::fs::symlink(built, place) {
-        Ok(()) => {}
-        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(error) => panic!("link {} to {}: {error}", place.display(), built.display()),
-    }
-}
-
 /// The file a variable names, made absolute; an empty variable counts as unset, one naming no
 /// file is a failure.
 fn path_from_env(variable: &str) -> Option<PathBuf> {
@@ -149,27 +129,58 @@ fn path_from_env(variable: &str) -> Option<PathBuf> {
     Some(std::path::absolute(&path).expect("absolute path"))
 }
 
-/// The preload library, canonical: `KEEPALIVE_PRELOAD_LIB`, else next to the test executable
-/// (`target/<profile>/deps`, where `cargo test` builds it), else `target/<profile>`, else built
-/// now with `cargo build -p keepalive-preload` into a target directory of its own and linked
-/// into `target/<profile>`: there `cargo build --workspace` leaves it next to the command, whose
-/// tests run it without `--library` (`cargo test -p keepalive-preload-cli` alone builds no
-/// library).
+/// The shipped preload library, canonical: `KEEPALIVE_PRELOAD_LIB`, else the release build
+/// `target/release/libkeepalive_preload.so` — the artifact that ships, whose link proved it has
+/// no panic path. `cargo test` cannot build it (a `panic = "abort"` cdylib), so `scripts/test`
+/// builds it first; a missing one, or one older than the library's sources, is a failure that
+/// says how to build it, never a stale library silently tested.
 pub fn library() -> PathBuf {
     static LIBRARY: OnceLock<PathBuf> = OnceLock::new();
     LIBRARY
         .get_or_init(|| {
-            let path = find_or_build(&Artifact {
-                variable: "KEEPALIVE_PRELOAD_LIB",
-                file: LIBRARY_NAME,
-                package: "keepalive-preload",
-                link_into_profile: true,
-            });
-            std::fs::canonicalize(&path).unwrap_or_else(|error| {
-                panic!("canonicalize the library {}: {error}", path.display())
-            })
+            if let Some(path) = path_from_env("KEEPALIVE_PRELOAD_LIB") {
+                return std::fs::canonicalize(&path).expect("canonicalize KEEPALIVE_PRELOAD_LIB");
+            }
+            let target = profile_dir()
+                .parent()
+                .expect("target/<profile> has a parent")
+                .to_owned();
+            let path = target.join("release").join(LIBRARY_NAME);
+            let build = "cargo build --release -p keepalive-preload (scripts/test does)";
+            let built = std::fs::metadata(&path)
+                .and_then(|metadata| metadata.modified())
+                .unwrap_or_else(|error| panic!("{}: {error}; build it: {build}", path.display()));
+            if let Some((source, changed)) = newest_library_source()
+                && changed > built
+            {
+                panic!(
+                    "{} is older than {}: rebuild it: {build}",
+                    path.display(),
+                    source.display()
+                );
+            }
+            std::fs::canonicalize(&path).expect("canonicalize the library")
         })
         .clone()
+}
+
+/// The most recently changed file the library is built from.
+fn newest_library_source() -> Option<(PathBuf, std::time::SystemTime)> {
+    let root = workspace_root();
+    let mut files = vec![
+        root.join("Cargo.toml"),
+        root.join("build.rs"),
+        root.join("config/Cargo.toml"),
+    ];
+    for dir in ["src", "config/src"] {
+        if let Ok(entries) = std::fs::read_dir(root.join(dir)) {
+            files.extend(entries.flatten().map(|entry| entry.path()));
+        }
+    }
+    files
+        .into_iter()
+        .filter_map(|file| Some((file.clone(), file.metadata().ok()?.modified().ok()?)))
+        .max_by_key(|(_, changed)| *changed)
 }
 
 /// `kp-probe`: `KP_PROBE`, else `target/<profile>/kp-probe` (built by `cargo test --workspace`
@@ -183,7 +194,6 @@ pub fn probe_path() -> PathBuf {
                 variable: "KP_PROBE",
                 file: "kp-probe",
                 package: "kp-probe",
-                link_into_profile: false,
             })
         })
         .clone()
@@ -200,7 +210,6 @@ pub fn command() -> PathBuf {
                 variable: "KEEPALIVE_PRELOAD_BIN",
                 file: "keepalive-preload",
                 package: "keepalive-preload-cli",
-                link_into_profile: false,
             })
         })
         .clone()

@@ -522,7 +522,8 @@ fn check_unit_paths(name: &str, assigned: &[(String, String)], base: &[(String, 
     let preload: Vec<String> = env
         .iter()
         .filter(|(k, _)| k == "LD_PRELOAD")
-        .map(|(_, v)| v.clone())
+        // ld.so expands $LIB to the multiarch directory (the units name /usr/$LIB/...).
+        .map(|(_, v)| v.replace("/$LIB/", "/lib/x86_64-linux-gnu/"))
         .collect();
     assert_eq!(preload, [INSTALLED_LIBRARY], "{name}: LD_PRELOAD");
     named.extend(preload.iter().cloned());
@@ -669,7 +670,7 @@ pub fn unit_exec_start_notifies_ready() {
         .replace("%i", &port.to_string())
         .replace(&state_dir, &tmp.to_string_lossy())
         .split_whitespace()
-        .filter(|arg| *arg != "${CONFIG}")
+        .filter(|arg| *arg != "$CONFIG")
         .map(str::to_owned)
         .collect();
     assert!(

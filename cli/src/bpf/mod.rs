@@ -143,7 +143,7 @@ fn attach(args: &AttachArgs) -> Result<ExitCode, Failure> {
         (None, None) => return Err(Failure::new("give --cgroup PATH or --unit NAME")),
     };
     let config = parsed.config;
-    let kernel = crate::check::kernel_defaults();
+    let kernel = crate::settings::kernel_defaults();
     let outcome = pins::attach(&cgroup, &config, kernel)?;
     println!(
         "{PREFIX}: policy {} on {} (cgroup {}): {}",
@@ -288,7 +288,7 @@ pub fn expectation_for(pid: i32) -> Option<crate::inspect::Expectation> {
         acts: parsed.config.enabled,
         config: parsed.config,
         errors: parsed.errors.iter().copied().collect(),
-        kernel: crate::check::kernel_defaults(),
+        kernel: crate::settings::kernel_defaults(),
         source: format!(
             "the eBPF policy attached to {} (enforced by the kernel; no library needed)",
             policy.cgroup.display()

@@ -511,7 +511,7 @@ pub fn status_text(policies: &[Attached]) -> String {
     }
     for policy in policies {
         let parsed = super::parse_variables(&policy.variables);
-        let kernel = crate::check::kernel_defaults();
+        let kernel = crate::settings::kernel_defaults();
         let _ = writeln!(
             out,
             "{} (cgroup {}){}",
@@ -547,7 +547,7 @@ pub fn status_text(policies: &[Attached]) -> String {
 }
 
 pub fn status_json(policies: &[Attached]) -> String {
-    let kernel = crate::check::kernel_defaults();
+    let kernel = crate::settings::kernel_defaults();
     let items: Vec<String> = policies
         .iter()
         .map(|policy| {
