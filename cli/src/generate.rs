@@ -3,7 +3,7 @@
 //!
 //! - `generate man`: the ENVIRONMENT entries and the `run` options of
 //!   `man/keepalive-preload.8` (roff);
-//! - `generate readme-table`: the configuration table of `README.md` (markdown).
+//! - `generate config-table`: the configuration table of `docs/configuration.md` (markdown).
 //!
 //! The file comes on standard input and goes to standard output, or is rewritten with
 //! `--in-place FILE`. Everything outside the regions is kept byte for byte. The text of the
@@ -34,8 +34,8 @@ pub struct GenerateArgs {
 enum What {
     /// The ENVIRONMENT entries and `run` options of man/keepalive-preload.8.
     Man,
-    /// The configuration table of README.md.
-    ReadmeTable,
+    /// The configuration table of docs/configuration.md.
+    ConfigTable,
 }
 
 /// One generated region: its name in the markers and what fills it.
@@ -57,9 +57,9 @@ impl What {
                     render: man_run_options,
                 },
             ],
-            What::ReadmeTable => &[Region {
+            What::ConfigTable => &[Region {
                 name: "configuration table",
-                render: readme_table,
+                render: config_table,
             }],
         }
     }
@@ -67,7 +67,7 @@ impl What {
     fn command(self) -> &'static str {
         match self {
             What::Man => "man",
-            What::ReadmeTable => "readme-table",
+            What::ConfigTable => "config-table",
         }
     }
 
@@ -81,7 +81,7 @@ impl What {
                 ),
                 format!(".\\\" end generated: {region}"),
             ),
-            What::ReadmeTable => (
+            What::ConfigTable => (
                 format!(
                     "<!-- generated: {region}: do not edit; keepalive-preload generate {command} -->"
                 ),
@@ -93,7 +93,7 @@ impl What {
     fn start_prefix(self, region: &str) -> String {
         match self {
             What::Man => format!(".\\\" generated: {region}:"),
-            What::ReadmeTable => format!("<!-- generated: {region}:"),
+            What::ConfigTable => format!("<!-- generated: {region}:"),
         }
     }
 }
@@ -420,7 +420,7 @@ fn markdown_meaning(variable: &Variable) -> String {
     sentences.join(" ")
 }
 
-fn readme_table() -> String {
+fn config_table() -> String {
     let mut out = String::from(
         "\n| variable | option | meaning | accepted | unset |\n|---|---|---|---|---|\n",
     );
@@ -498,7 +498,7 @@ mod tests {
         assert!(splice(What::Man, "a\n").is_err());
         assert!(
             splice(
-                What::ReadmeTable,
+                What::ConfigTable,
                 "<!-- generated: configuration table: x -->\n"
             )
             .is_err()
@@ -507,7 +507,7 @@ mod tests {
 
     #[test]
     fn every_variable_is_in_each_rendering() {
-        let table = readme_table();
+        let table = config_table();
         let environment = man_environment();
         for variable in VARIABLES {
             assert!(table.contains(&format!("| `{}` |", variable.name)));

@@ -102,7 +102,7 @@ changed; 2 on an error (an invalid value, a missing process, no rights), and the
     )]
     Apply(apply::ApplyArgs),
     /// Render the man page's and the README's generated regions from the variables (for
-    /// maintainers: `generate man|readme-table [--in-place FILE]`, see HACKING.md).
+    /// maintainers: `generate man|config-table [--in-place FILE]`, see HACKING.md).
     #[command(hide = true)]
     Generate(generate::GenerateArgs),
     /// The same policy enforced by eBPF on a cgroup (a systemd unit): attach, detach, status.

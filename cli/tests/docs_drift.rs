@@ -1,5 +1,5 @@
 //! The generated documentation is what the table of variables renders today: the regions of
-//! `man/keepalive-preload.8` and `README.md` between their `generated:` markers equal the
+//! `man/keepalive-preload.8` and `docs/configuration.md` between their `generated:` markers equal the
 //! output of `keepalive-preload generate`, which renders `keepalive_config::VARIABLES`. On a
 //! difference the test prints a diff and the command that regenerates the file. No root.
 
@@ -46,8 +46,8 @@ fn man_page_environment_and_run_options_are_generated_from_the_table() {
 }
 
 #[test]
-fn readme_configuration_table_is_generated_from_the_table() {
-    assert_generated("readme-table", "README.md");
+fn the_configuration_table_is_generated_from_the_table() {
+    assert_generated("config-table", "docs/configuration.md");
 }
 
 /// `keepalive-preload generate WHAT --in-place PATH`.
@@ -85,7 +85,7 @@ fn generate_in_place_rewrites_only_the_regions() {
         "# x\n<!-- generated: configuration table: -->\nstale\n<!-- end generated: configuration table -->\ntail\n",
     )
     .unwrap();
-    let output = generate_in_place("readme-table", &path);
+    let output = generate_in_place("config-table", &path);
     assert_eq!(code(&output), 0, "{output:?}");
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(text.starts_with("# x\n<!-- generated: configuration table: do not edit;"));
