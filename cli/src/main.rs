@@ -3,6 +3,7 @@
 //! never links the library itself (its exported hooks would interpose this command).
 
 mod apply;
+mod bpf;
 mod check;
 mod environ;
 mod generate;
@@ -104,6 +105,15 @@ changed; 2 on an error (an invalid value, a missing process, no rights), and the
     /// maintainers: `generate man|config-table [--in-place FILE]`, see HACKING.md).
     #[command(hide = true)]
     Generate(generate::GenerateArgs),
+    /// The same policy enforced by eBPF on a cgroup (a systemd unit): attach, detach, status.
+    #[command(
+        long_about = "The policy of the library (the same options and variables) enforced by the kernel on every \
+TCP socket of a cgroup, whatever the program's language or linkage (Go, static binaries, io_uring): \
+`bpf attach --unit NAME` or `--cgroup PATH`, `bpf detach`, `bpf status [--json]`. Needs root and \
+the unified cgroup hierarchy (cgroup2).",
+        after_long_help = variables_help()
+    )]
+    Bpf(bpf::BpfArgs),
 }
 
 #[derive(Args, Debug)]
@@ -145,6 +155,7 @@ fn main() -> ExitCode {
         Command::Check(CheckArgs {}) => Ok(check::check()),
         Command::Apply(args) => apply::apply(&args),
         Command::Generate(args) => generate::generate(&args),
+        Command::Bpf(args) => bpf::bpf(args),
     };
     match result {
         Ok(code) => code,

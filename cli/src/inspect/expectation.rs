@@ -25,6 +25,8 @@ pub struct Expectation {
     pub source: String,
     /// LD_PRELOAD in that environment.
     pub preload: Option<String>,
+    /// The library must be mapped for the configuration to act (false under an eBPF policy).
+    pub needs_library: bool,
 }
 
 /// The configuration in /proc/PID/environ, as the library parsed it at load.
@@ -73,6 +75,7 @@ pub(super) fn read_expectation(pid: i32, process: &Process) -> Result<Expectatio
         preload: variables
             .get("LD_PRELOAD")
             .map(|preload| preload.to_string_lossy().into_owned()),
+        needs_library: true,
     })
 }
 

@@ -50,7 +50,10 @@ pub fn inspect(args: &InspectArgs) -> Result<ExitCode, Failure> {
     let mut first = true;
     for &pid in &args.pids {
         let report = read_process(pid).and_then(|process| {
-            let expectation = if args.expect_env {
+            // An eBPF policy on the process's cgroup is what the kernel enforces: judge by it.
+            let expectation = if let Some(policy) = crate::bpf::expectation_for(pid) {
+                Some(policy)
+            } else if args.expect_env {
                 Some(read_expectation(pid, &process)?)
             } else {
                 None
@@ -68,7 +71,9 @@ pub fn inspect(args: &InspectArgs) -> Result<ExitCode, Failure> {
         let judgements = judge_process(&process, expectation.as_ref());
         let library_problem = expectation
             .as_ref()
-            .filter(|expectation| expectation.acts && process.library.is_none())
+            .filter(|expectation| {
+                expectation.acts && expectation.needs_library && process.library.is_none()
+            })
             .map(library_missing_message);
         let failed = library_problem.is_some() || judgements.iter().any(|j| j.verdict.fails());
         if failed {

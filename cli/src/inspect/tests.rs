@@ -39,6 +39,7 @@ fn expectation(pairs: &[(&str, &str)]) -> Expectation {
         kernel: KernelDefaults::default(),
         source: "test".to_owned(),
         preload: None,
+        needs_library: true,
     }
 }
 
