@@ -154,3 +154,33 @@ fn the_override_rule_holds_for_every_option_at_its_edges() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+#[test]
+fn a_musl_program_sees_the_same_calls_and_the_same_override_rule() {
+    let scratch = TempDir::new("adv-musl");
+    let program = compile_program_with(
+        ("musl-gcc", "musl-tools"),
+        "adv_calls.c",
+        "adv_calls_musl",
+        &scratch,
+    );
+    for scenario in ["kinds", "lifecycle", "policy"] {
+        assert_same_under(
+            &Run::new(&program, &[scenario]),
+            &configurations(),
+            Stderr::Captured,
+        );
+    }
+    let out = Run::new(&program, &["policy"])
+        .envs(&timings_with(&[("KEEPALIVE_OVERRIDE", "tighten")]))
+        .preload()
+        .outcome(Stderr::Captured, LIMIT);
+    assert!(
+        out.stdout
+            .contains("effect policy TCP_KEEPIDLE asked=32767 read=61\n")
+            && out
+                .stdout
+                .contains("effect policy TCP_USER_TIMEOUT asked=1000 read=1000\n"),
+        "{out}"
+    );
+}

@@ -213,3 +213,37 @@ fn a_connect_interrupted_by_a_signal_is_judged_like_one_in_progress() {
         "a targeted socket whose connect is in progress has no options\n{outcome}"
     );
 }
+
+#[test]
+fn an_exhausted_descriptor_table_does_not_change_how_an_accepted_socket_is_judged() {
+    // In a network namespace of its own whose tcp_keepalive_time is 600, the program accepts
+    // from a listener the library never configured (made with raw system calls, like an
+    // inherited one): the accepted socket's TCP_KEEPIDLE is the namespace default, untouched,
+    // so it gets ours (61). With RLIMIT_NOFILE leaving no descriptor after accept(), the
+    // library cannot open its scratch socket to learn that default, falls back to Linux's
+    // compiled-in 7200, takes 600 for the program's own value and leaves it.
+    require_root("a network namespace of its own (unshare -n) and its sysctl");
+    let scratch = TempDir::new("adv-squeeze");
+    let program = fixture(&scratch);
+    let unshare = tool("unshare", "util-linux");
+    let mut failures = Vec::new();
+    for variant in ["none", "squeeze"] {
+        let script = format!(
+            "ip link set lo up && sysctl -qw net.ipv4.tcp_keepalive_time=600 && exec {} squeezed-accept {variant}",
+            program.display()
+        );
+        let outcome = under_library(
+            &Run::new(&unshare, &["-n", "sh", "-c", &script]),
+            &timings_with(&[]),
+        );
+        assert_eq!(outcome.status, "exit 0", "{outcome}");
+        if outcome.line("effect accepted") != configured() {
+            failures.push(format!(
+                "{variant}: accepted socket reads {}, expected {}",
+                outcome.line("effect accepted"),
+                configured()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
