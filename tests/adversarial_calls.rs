@@ -184,3 +184,45 @@ fn a_musl_program_sees_the_same_calls_and_the_same_override_rule() {
         "{out}"
     );
 }
+
+#[test]
+fn unix_and_udp_sockets_cost_no_extra_system_call() {
+    // README ("Which sockets, and when"): "UDP, RAW, SEQPACKET, MPTCP, SCTP and UNIX sockets,
+    // and socketpairs, pass straight through with no extra syscall." The fixture uses only a
+    // UNIX stream listener, its client and accepted socket, and a connected UDP socket.
+    let scratch = TempDir::new("adv-non-tcp");
+    let program = fixture(&scratch);
+    let trace = "socket,getsockopt,setsockopt,getsockname,getpeername";
+    let bare = Run::new(&program, &["non-tcp"]);
+    let (control, control_calls) = strace(&bare, &scratch, trace);
+    assert_eq!(control.code, Some(0), "{control}");
+    let mut failures = Vec::new();
+    for (name, vars) in [
+        ("no variables", vec![]),
+        ("KEEPALIVE_NETS", vec![("KEEPALIVE_NETS", "127.0.0.0/8")]),
+        ("KEEPALIVE_PORTS", vec![("KEEPALIVE_PORTS", "1-65535")]),
+    ] {
+        let (out, calls) = strace(&bare.clone().envs(&vars).preload(), &scratch, trace);
+        assert_eq!(out.code, Some(0), "{out}");
+        if calls.len() != control_calls.len() {
+            let extra: Vec<&String> = calls
+                .iter()
+                .filter(|line| {
+                    let call = line.split_once(' ').map_or(line.as_str(), |(_, rest)| rest);
+                    !control_calls.iter().any(|c| c.ends_with(call.trim_start()))
+                })
+                .collect();
+            failures.push(format!(
+                "{name}: {} calls without the library, {} with it; extra:\n  {}",
+                control_calls.len(),
+                calls.len(),
+                extra
+                    .iter()
+                    .map(|line| line.as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n  ")
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
