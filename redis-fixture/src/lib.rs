@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 pub use inspect::{Socket, Values, inspect, try_inspect};
 pub use resp::{Conn, Reply};
-pub use sys::{clean_leftovers, namespaces, state_root, teardown_all};
+pub use sys::{Proc, Recorded, clean_leftovers, namespaces, records, state_root, teardown_all};
 
 /// `cluster-node-timeout` of every node.
 pub const NODE_TIMEOUT_MS: u32 = 15_000;
@@ -112,8 +112,11 @@ impl Ports {
             .and_then(|(l, h)| Some((l.parse::<u16>().ok()?, h.parse::<u16>().ok()?)))
             .unwrap_or_else(|| panic!("REDIS_FIXTURE_PORTS={range}: expected LOW-HIGH"));
         let nodes = nodes as u16;
-        let half = (high - low + 1) / 2;
-        assert!(half > nodes + 1, "REDIS_FIXTURE_PORTS={range}: too few ports");
+        let half = (high - low).div_ceil(2);
+        assert!(
+            half > nodes + 1,
+            "REDIS_FIXTURE_PORTS={range}: too few ports"
+        );
         for _ in 0..500 {
             let offset = (random() % u64::from(half - nodes - 1)) as u16;
             let ports = Self {
@@ -278,7 +281,11 @@ impl Builder {
             .arg("--cluster")
             .arg("create")
             .args(cluster.nodes.iter().map(|n| n.addr().to_string()))
-            .args(["--cluster-replicas", &self.replicas.to_string(), "--cluster-yes"]);
+            .args([
+                "--cluster-replicas",
+                &self.replicas.to_string(),
+                "--cluster-yes",
+            ]);
         sys::run(&mut create, Duration::from_secs(90));
         cluster.wait_ok(self.timeout);
         cluster.wait_mesh(self.timeout);
@@ -851,7 +858,10 @@ impl Cluster {
     /// other in `links`.
     pub fn assert_full_mesh(&self, links: &[Link]) {
         let missing = self.missing_from_mesh(links);
-        assert!(missing.is_empty(), "bus mesh incomplete; missing {missing:?}");
+        assert!(
+            missing.is_empty(),
+            "bus mesh incomplete; missing {missing:?}"
+        );
     }
 
     /// Every TCP socket of every node, classified, with the values `inspect` reads.
@@ -1177,15 +1187,11 @@ impl Cluster {
     fn cluster_call(&self, conns: &mut BTreeMap<SocketAddr, Conn>, args: &[&str]) -> Reply {
         let mut addr = self.nodes[0].addr();
         for _ in 0..5 {
-            if !conns.contains_key(&addr) {
-                let conn = self
-                    .try_connect(addr)
-                    .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
-                conns.insert(addr, conn);
-            }
-            let reply = conns
-                .get_mut(&addr)
-                .expect("connected")
+            let conn = conns.entry(addr).or_insert_with(|| {
+                self.try_connect(addr)
+                    .unwrap_or_else(|e| panic!("connect to {addr}: {e}"))
+            });
+            let reply = conn
                 .call(args)
                 .unwrap_or_else(|e| panic!("{args:?} on {addr}: {e}"));
             match &reply {

@@ -57,7 +57,10 @@ impl Conn {
     fn line(&mut self) -> io::Result<String> {
         let mut line = String::new();
         if self.reader.read_line(&mut line)? == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "connection closed",
+            ));
         }
         Ok(line.trim_end_matches(['\r', '\n']).to_owned())
     }
@@ -83,7 +86,9 @@ impl Conn {
             "*" => match number()? {
                 n if n < 0 => Reply::Array(None),
                 n => Reply::Array(Some(
-                    (0..n).map(|_| self.read_reply()).collect::<io::Result<_>>()?,
+                    (0..n)
+                        .map(|_| self.read_reply())
+                        .collect::<io::Result<_>>()?,
                 )),
             },
             _ => return Err(bad()),

@@ -51,7 +51,8 @@ impl Proc {
             return false;
         };
         let fields: Vec<&str> = rest.split_whitespace().collect();
-        fields.first() != Some(&"Z") && fields.get(19).and_then(|s| s.parse().ok()) == Some(self.start)
+        fields.first() != Some(&"Z")
+            && fields.get(19).and_then(|s| s.parse().ok()) == Some(self.start)
     }
 
     fn signal(self, signal: i32) {
@@ -64,7 +65,12 @@ impl Proc {
 
 fn start_time(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?.1.split_whitespace().nth(19)?.parse().ok()
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()
 }
 
 /// What one cluster made: its directory, processes and namespaces.
@@ -316,23 +322,40 @@ pub fn teardown_all() {
     }
 }
 
-/// Ends the processes and deletes the namespaces of every cluster whose owner no longer runs
-/// (a test killed, a binary interrupted without its cleanup); what was cleaned, as text.
-pub fn clean_leftovers() -> Vec<String> {
-    let mut cleaned = Vec::new();
+/// The record of one cluster, of this or another process: [`records`].
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    pub dir: PathBuf,
+    /// The process that made the cluster.
+    pub owner: Option<Proc>,
+    pub procs: Vec<Proc>,
+    pub namespaces: Vec<String>,
+}
+
+impl Recorded {
+    /// Its owner no longer runs: nobody will tear it down but [`clean_leftovers`].
+    pub fn orphaned(&self) -> bool {
+        !self.owner.is_some_and(|o| o.alive())
+    }
+}
+
+/// Every cluster record there is (of live clusters and of leftovers).
+pub fn records() -> Vec<Recorded> {
     let Ok(entries) = std::fs::read_dir(state_root()) else {
-        return cleaned;
+        return Vec::new();
     };
+    let mut records = Vec::new();
     for entry in entries.flatten() {
         let dir = entry.path();
         let Ok(text) = std::fs::read_to_string(dir.join("owner")) else {
             continue;
         };
-        let mut record = Record {
-            dir: dir.clone(),
-            ..Record::default()
+        let mut record = Recorded {
+            dir,
+            owner: None,
+            procs: Vec::new(),
+            namespaces: Vec::new(),
         };
-        let mut owner = None;
         for line in text.lines() {
             let fields: Vec<&str> = line.split_whitespace().collect();
             let proc = || -> Option<Proc> {
@@ -342,24 +365,43 @@ pub fn clean_leftovers() -> Vec<String> {
                 })
             };
             match fields.first() {
-                Some(&"owner") => owner = proc(),
+                Some(&"owner") => record.owner = proc(),
                 Some(&"proc") => record.procs.extend(proc()),
-                Some(&"netns") => record.namespaces.extend(fields.get(1).map(|s| s.to_string())),
+                Some(&"netns") => record
+                    .namespaces
+                    .extend(fields.get(1).map(|s| s.to_string())),
                 _ => {}
             }
         }
-        if owner.is_some_and(|o| o.alive()) {
-            continue;
-        }
-        let running = record.procs.iter().filter(|p| p.alive()).count();
-        let present: Vec<&String> = {
+        records.push(record);
+    }
+    records
+}
+
+/// Ends the processes and deletes the namespaces of every cluster whose owner no longer runs
+/// (a test killed, a binary interrupted without its cleanup); what was cleaned, as text.
+pub fn clean_leftovers() -> Vec<String> {
+    let mut cleaned = Vec::new();
+    for recorded in records().into_iter().filter(Recorded::orphaned) {
+        let running = recorded.procs.iter().filter(|p| p.alive()).count();
+        let present: Vec<String> = {
             let all = namespaces();
-            record.namespaces.iter().filter(|n| all.contains(n)).collect()
+            recorded
+                .namespaces
+                .iter()
+                .filter(|n| all.contains(n))
+                .cloned()
+                .collect()
         };
         let summary = format!(
             "{}: {running} process(es), namespaces {present:?}",
-            dir.display()
+            recorded.dir.display()
         );
+        let record = Record {
+            dir: recorded.dir,
+            procs: recorded.procs,
+            namespaces: recorded.namespaces,
+        };
         let errors = teardown(&record, false);
         cleaned.push(if errors.is_empty() {
             summary

@@ -113,8 +113,7 @@ impl Options {
                 "--subscribers" => options.subscribers = true,
                 "--observe" => {
                     let text = value(arg)?;
-                    options.observe =
-                        Some(text.parse().map_err(|_| format!("--observe {text}"))?);
+                    options.observe = Some(text.parse().map_err(|_| format!("--observe {text}"))?);
                 }
                 "--until-gone" => options.until_gone = true,
                 "--no-publish" => options.no_publish = true,
@@ -213,6 +212,9 @@ fn check_paths(library: &std::path::Path) -> Result<(), String> {
     Ok(())
 }
 
+/// When a watched thing went (if it did) and whether it was ESTABLISHED at the end.
+type Outcome = fn(&DeadPeer) -> (Option<Duration>, bool);
+
 fn demo(options: &Options) -> ExitCode {
     let started = Instant::now();
     let library = absolute(options.library.as_deref().unwrap_or(&default_library()));
@@ -302,9 +304,11 @@ fn demo(options: &Options) -> ExitCode {
             r.observed.as_secs_f64()
         ),
     };
-    let rows: [(&str, fn(&DeadPeer) -> (Option<Duration>, bool)); 4] = [
+    let rows: [(&str, Outcome); 4] = [
         ("inbound bus link", |r| (r.inbound_gone, r.inbound_at_end)),
-        ("outbound bus link", |r| (r.outbound_gone, r.outbound_at_end)),
+        ("outbound bus link", |r| {
+            (r.outbound_gone, r.outbound_at_end)
+        }),
         ("redis-cli subscribe", |r| {
             let s = r.subscriber("redis-cli");
             (s.gone, s.established_at_end)
@@ -411,7 +415,10 @@ fn deadpeer(options: &Options) -> ExitCode {
     });
     let secs = |gone: Option<Duration>, at_end: bool| match gone {
         Some(t) => format!("gone after {:.2} s", t.as_secs_f64()),
-        None => format!("still there ({})", if at_end { "ESTABLISHED" } else { "gone" }),
+        None => format!(
+            "still there ({})",
+            if at_end { "ESTABLISHED" } else { "gone" }
+        ),
     };
     println!(
         "node {} blackholed, node {} watched for {:.2} s:",
