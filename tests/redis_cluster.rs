@@ -177,7 +177,7 @@ fn dead_peer_with_library_links_and_subscribers_go_within_bound_then_heal() {
         observe: Duration::from_secs(15),
         ..DeadPeerOptions::default()
     });
-    println!("dead peer with the library: {r:#?}");
+    println!("dead peer with the library: {r}");
     let inbound = r
         .inbound_gone
         .expect("inbound bus link never went within 15 s");
@@ -252,7 +252,7 @@ fn dead_peer_without_library_links_and_subscribers_stay() {
         observe: BASELINE_OBSERVE,
         ..DeadPeerOptions::default()
     });
-    println!("dead peer without the library: {r:#?}");
+    println!("dead peer without the library: {r}");
     assert!(
         r.observed >= BASELINE_OBSERVE,
         "observed only {:?}",
@@ -283,7 +283,7 @@ fn benchmark_load_under_library_no_errors_fds_back() {
         .vars(DEAD_PEER_VARS)
         .start();
     let b = cluster.benchmark(20_000, 20, true);
-    println!("redis-benchmark --cluster under the library: {b:#?}");
+    println!("redis-benchmark --cluster under the library: {b}");
     assert!(b.success, "redis-benchmark failed: {b:?}");
     assert!(b.errors.is_empty(), "errors: {:?}", b.errors);
     assert!(!b.results.is_empty(), "no results: {b:?}");

@@ -521,6 +521,53 @@ impl DeadPeer {
     }
 }
 
+fn gone_text(gone: Option<Duration>, at_end: bool) -> String {
+    match gone {
+        Some(t) => format!("gone after {:.2} s", t.as_secs_f64()),
+        None => format!(
+            "still there ({} at the end)",
+            if at_end { "ESTABLISHED" } else { "gone" }
+        ),
+    }
+}
+
+impl std::fmt::Display for DeadPeer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (inbound, outbound) = (&self.inbound_link, &self.outbound_link);
+        let show = |a: Option<SocketAddr>| a.map_or("-".to_owned(), |a| a.to_string());
+        writeln!(
+            f,
+            "node {} blackholed, node {} watched for {:.2} s:",
+            outbound.peer.unwrap_or(0),
+            outbound.node,
+            self.observed.as_secs_f64()
+        )?;
+        writeln!(
+            f,
+            "  inbound bus link  {:<44} {}",
+            format!("{} -> {}", show(inbound.remote), inbound.local),
+            gone_text(self.inbound_gone, self.inbound_at_end)
+        )?;
+        writeln!(
+            f,
+            "  outbound bus link {:<44} {}",
+            format!("{} -> {}", outbound.local, show(outbound.remote)),
+            gone_text(self.outbound_gone, self.outbound_at_end)
+        )?;
+        for s in &self.subscribers {
+            writeln!(
+                f,
+                "  subscriber {:<9} {} ({}): {}",
+                s.name,
+                gone_text(s.gone, s.established_at_end),
+                if s.exited { "exited" } else { "running" },
+                s.output
+            )?;
+        }
+        Ok(())
+    }
+}
+
 /// `redis-benchmark --cluster` against a cluster: [`Cluster::benchmark`].
 #[derive(Clone, Debug)]
 pub struct Benchmark {
@@ -533,6 +580,27 @@ pub struct Benchmark {
     /// Open descriptors of every node before and (after it settled) after.
     pub fds_before: Vec<usize>,
     pub fds_after: Vec<usize>,
+}
+
+impl std::fmt::Display for Benchmark {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "redis-benchmark {} in {:.2} s, {} error line(s) {:?}",
+            if self.success { "succeeded" } else { "failed" },
+            self.took.as_secs_f64(),
+            self.errors.len(),
+            self.errors.iter().take(5).collect::<Vec<_>>()
+        )?;
+        for result in &self.results {
+            writeln!(f, "  {result}")?;
+        }
+        write!(
+            f,
+            "  open descriptors per node: {:?} before, {:?} after",
+            self.fds_before, self.fds_after
+        )
+    }
 }
 
 /// A running cluster; dropping it ends every process and deletes every namespace it made.

@@ -204,17 +204,24 @@ pub fn spawn(tag: &str, command: &mut Command, log: &Path) -> (Child, Proc) {
         pid: child.id(),
         start: 0,
     });
-    if let Some(record) = live.get_mut(tag) {
-        record.append(&format!("proc {} {}", proc.pid, proc.start));
-        record.procs.push(proc);
-    }
+    let Some(record) = live.get_mut(tag) else {
+        // Torn down meanwhile (a signal): nothing may outlive the teardown.
+        let mut child = child;
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("cluster {tag} was torn down while it started {command:?}");
+    };
+    record.append(&format!("proc {} {}", proc.pid, proc.start));
+    record.procs.push(proc);
     (child, proc)
 }
 
 /// Creates namespace `name` for cluster `tag` (recorded first).
 pub fn add_netns(tag: &str, name: &str) {
     let mut live = live();
-    let record = live.get_mut(tag).expect("cluster registered");
+    let record = live
+        .get_mut(tag)
+        .unwrap_or_else(|| panic!("cluster {tag} was torn down before namespace {name}"));
     record.append(&format!("netns {name}"));
     record.namespaces.push(name.to_owned());
     run(

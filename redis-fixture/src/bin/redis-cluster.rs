@@ -163,6 +163,8 @@ fn command_path() -> PathBuf {
         .unwrap_or_else(|| beside_me("keepalive-preload"))
 }
 
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Ctrl-C, SIGTERM and SIGHUP end every process and namespace this run made, then exit 130; so
 /// does a panic (which aborts here, so that no `Drop` would run).
 fn guard_signals() {
@@ -180,12 +182,19 @@ fn guard_signals() {
         let mut signal = 0;
         // SAFETY: sigwait on the set this process blocked.
         unsafe { libc::sigwait(&set, &mut signal) };
+        INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
         eprintln!("redis-cluster: interrupted (signal {signal}); stopping everything it started");
         redis_fixture::teardown_all();
         std::process::exit(130);
     });
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
+        if INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+            // What the signal thread tears down fails under our feet; it exits with 130.
+            loop {
+                std::thread::park();
+            }
+        }
         default(info);
         redis_fixture::teardown_all();
     }));
@@ -413,46 +422,7 @@ fn deadpeer(options: &Options) -> ExitCode {
         publish: !options.no_publish,
         ..defaults
     });
-    let secs = |gone: Option<Duration>, at_end: bool| match gone {
-        Some(t) => format!("gone after {:.2} s", t.as_secs_f64()),
-        None => format!(
-            "still there ({})",
-            if at_end { "ESTABLISHED" } else { "gone" }
-        ),
-    };
-    println!(
-        "node {} blackholed, node {} watched for {:.2} s:",
-        r.inbound_link.peer.unwrap_or(0),
-        r.inbound_link.node,
-        r.observed.as_secs_f64()
-    );
-    println!(
-        "  inbound bus link  {:<42} {}",
-        format!(
-            "{} -> {}",
-            r.inbound_link.remote.expect("remote"),
-            r.inbound_link.local
-        ),
-        secs(r.inbound_gone, r.inbound_at_end)
-    );
-    println!(
-        "  outbound bus link {:<42} {}",
-        format!(
-            "{} -> {}",
-            r.outbound_link.local,
-            r.outbound_link.remote.expect("remote")
-        ),
-        secs(r.outbound_gone, r.outbound_at_end)
-    );
-    for s in &r.subscribers {
-        println!(
-            "  subscriber {:<10} {} ({}): {}",
-            s.name,
-            secs(s.gone, s.established_at_end),
-            if s.exited { "exited" } else { "running" },
-            s.output
-        );
-    }
+    print!("{r}");
     cluster.stop();
     ExitCode::SUCCESS
 }
