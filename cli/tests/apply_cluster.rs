@@ -154,7 +154,8 @@ fn survivors_drop_links_to_a_blackholed_node_within_the_bound_after_apply() {
     cluster.heal(3);
     for ((link, _), gone) in watched.iter().zip(&gone_at) {
         println!(
-            "{link}: {}",
+            "{}: {}",
+            link.endpoints(),
             gone.map_or(format!("ESTABLISHED at {CONTROL:?}"), |t| format!(
                 "gone after {t:.2?}"
             ))
@@ -162,6 +163,7 @@ fn survivors_drop_links_to_a_blackholed_node_within_the_bound_after_apply() {
     }
     let (control_gone, survivors_gone) = gone_at.split_last().expect("watched links");
     for ((link, _), gone) in watched.iter().zip(survivors_gone) {
+        let link = link.endpoints();
         let gone = gone.unwrap_or_else(|| panic!("{link} still there at {CONTROL:?}"));
         assert!(gone <= BOUND, "{link} gone only after {gone:?}");
     }

@@ -388,6 +388,17 @@ impl Link {
         self.established() && self.kind == kind
     }
 
+    /// `node 1 bus-in 10.213.0.11:17001 -> 10.213.0.13:39776`: which link, without its values.
+    pub fn endpoints(&self) -> String {
+        format!(
+            "node {} {} {} -> {}",
+            self.node,
+            self.kind.name(),
+            self.local,
+            self.remote.map_or("-".to_owned(), |r| r.to_string())
+        )
+    }
+
     /// What [`Cluster::watch`] needs to follow this link.
     pub fn watched(&self, cluster: &Cluster) -> Watched {
         Watched {
