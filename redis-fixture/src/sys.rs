@@ -104,11 +104,16 @@ fn live() -> std::sync::MutexGuard<'static, BTreeMap<String, Record>> {
 pub fn register(tag: &str, dir: &Path) {
     std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     let me = Proc::of(std::process::id()).expect("own /proc/self/stat");
+    // Whole or not at all: another process's `clean_leftovers` must never read a record
+    // without its owner (it would take it for a leftover).
+    let (tmp, path) = (dir.join("owner.tmp"), dir.join("owner"));
+    std::fs::write(&tmp, format!("owner {} {}\n", me.pid, me.start))
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let record = Record {
         dir: dir.to_owned(),
         ..Record::default()
     };
-    record.append(&format!("owner {} {}", me.pid, me.start));
     live().insert(tag.to_owned(), record);
 }
 

@@ -37,7 +37,10 @@ fn record_of(child: &mut Child, ready: impl Fn(&Recorded) -> bool) -> Recorded {
             child.try_wait().expect("try_wait").is_none(),
             "redis-cluster ended before it was interrupted"
         );
-        assert!(Instant::now() < deadline, "redis-cluster made too little within 30 s");
+        assert!(
+            Instant::now() < deadline,
+            "redis-cluster made too little within 30 s"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -53,7 +56,10 @@ fn wait(child: &mut Child) -> std::process::ExitStatus {
         if let Some(status) = child.try_wait().expect("try_wait") {
             return status;
         }
-        assert!(Instant::now() < deadline, "redis-cluster did not end within 30 s");
+        assert!(
+            Instant::now() < deadline,
+            "redis-cluster did not end within 30 s"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
