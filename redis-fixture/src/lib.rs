@@ -319,9 +319,20 @@ pub struct Node {
     /// Its namespace, when the cluster has one per node.
     pub netns: Option<String>,
     pub dir: PathBuf,
+    /// The start time that tells this process from a later one with its PID.
+    start: u64,
 }
 
 impl Node {
+    /// Still running (not exited, not a zombie).
+    pub fn running(&self) -> bool {
+        sys::Proc {
+            pid: self.pid,
+            start: self.start,
+        }
+        .alive()
+    }
+
     /// Where clients connect.
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from((self.ip, self.port))
@@ -776,6 +787,7 @@ impl Cluster {
             pid: proc.pid,
             netns,
             dir,
+            start: proc.start,
         });
     }
 
@@ -803,7 +815,7 @@ impl Cluster {
     pub fn check_alive(&self) {
         for node in &self.nodes {
             assert!(
-                sys::Proc::of(node.pid).is_some_and(|p| p.alive()),
+                node.running(),
                 "node {} (pid {}) exited:\n{}",
                 node.index,
                 node.pid,
@@ -1400,8 +1412,7 @@ impl Cluster {
     pub fn assert_gone(&self) {
         for node in &self.nodes {
             assert!(
-                !std::path::Path::new(&format!("/proc/{}", node.pid)).exists()
-                    || !sys::Proc::of(node.pid).is_some_and(|p| p.alive()),
+                !node.running(),
                 "node {} (pid {}) still runs",
                 node.index,
                 node.pid

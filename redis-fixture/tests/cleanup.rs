@@ -10,7 +10,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use redis_fixture::{Cluster, Proc, Recorded, namespaces, records, require, serial};
+use redis_fixture::{Cluster, Recorded, namespaces, records, require, serial};
 
 const BIN: &str = env!("CARGO_BIN_EXE_redis-cluster");
 
@@ -94,16 +94,21 @@ fn a_panicking_test_leaves_no_process_and_no_namespace() {
     let made = std::sync::Mutex::new(None);
     let result = std::panic::catch_unwind(|| {
         let cluster = Cluster::builder("panics").netns().start();
-        let pids: Vec<u32> = cluster.nodes().iter().map(|n| n.pid).collect();
-        *made.lock().unwrap() = Some((pids, cluster.namespaces(), cluster.dir().to_owned()));
+        let nodes = cluster.nodes().to_vec();
+        *made.lock().unwrap() = Some((nodes, cluster.namespaces(), cluster.dir().to_owned()));
         panic!("a test fails with its cluster up");
     });
     assert!(result.is_err());
-    let (pids, names, dir) = made.lock().unwrap().take().expect("the cluster started");
+    let (nodes, names, dir) = made.lock().unwrap().take().expect("the cluster started");
     assert_eq!(names.len(), 4, "hub and three nodes: {names:?}");
     let left = namespaces();
-    for pid in pids {
-        assert!(!Proc::of(pid).is_some_and(|p| p.alive()), "node {pid} runs");
+    for node in nodes {
+        assert!(
+            !node.running(),
+            "node {} (pid {}) runs",
+            node.index,
+            node.pid
+        );
     }
     for name in names {
         assert!(!left.contains(&name), "namespace {name} left");

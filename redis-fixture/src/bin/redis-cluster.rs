@@ -39,6 +39,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let needs_root = matches!(command.as_str(), "demo" | "up" | "links" | "deadpeer");
+    // SAFETY: geteuid has no preconditions.
+    if needs_root && unsafe { libc::geteuid() } != 0 {
+        eprintln!("redis-cluster: needs root (network namespaces, iptables, pidfd_getfd)");
+        return ExitCode::FAILURE;
+    }
     match command.as_str() {
         "demo" => demo(&options),
         "up" => up(&options),
@@ -201,10 +207,6 @@ fn guard_signals() {
 }
 
 fn check_paths(library: &std::path::Path) -> Result<(), String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Err("needs root (network namespaces, iptables, pidfd_getfd)".into());
-    }
     if !library.is_file() {
         return Err(format!(
             "{}: not built (cargo build --release -p keepalive-preload)",
