@@ -92,53 +92,59 @@ fn random() -> u64 {
     hasher.finish()
 }
 
-/// Loopback ports: node i listens on `client + i` and its bus on `bus + i`. Every client port
-/// lies below every bus port, so a `KEEPALIVE_PORTS` range can name the bus alone.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Ports of the nodes: node i listens on `client[i - 1]` and its bus on `bus[i - 1]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Ports {
-    pub client: u16,
-    pub bus: u16,
-    pub nodes: u16,
+    pub client: Vec<u16>,
+    pub bus: Vec<u16>,
 }
 
 impl Ports {
-    /// Ports for `nodes` nodes that were free on 127.0.0.1 a moment ago, in the range of
-    /// `REDIS_FIXTURE_PORTS` (`LOW-HIGH`, default 20000-31999, below the ephemeral ports):
-    /// client ports in its lower half, bus ports in its upper half.
+    /// Loopback ports for `nodes` nodes that were free on 127.0.0.1 a moment ago, in the range
+    /// of `REDIS_FIXTURE_PORTS` (`LOW-HIGH`, default 20000-31999, below the ephemeral ports):
+    /// client ports from its lower half, bus ports from its upper half, so that every client
+    /// port lies below every bus port.
     pub fn free(nodes: usize) -> Self {
         let range = std::env::var("REDIS_FIXTURE_PORTS").unwrap_or_else(|_| "20000-31999".into());
         let (low, high) = range
             .split_once('-')
             .and_then(|(l, h)| Some((l.parse::<u16>().ok()?, h.parse::<u16>().ok()?)))
+            .filter(|(l, h)| l < h)
             .unwrap_or_else(|| panic!("REDIS_FIXTURE_PORTS={range}: expected LOW-HIGH"));
-        let nodes = nodes as u16;
         let half = (high - low).div_ceil(2);
+        // From a random place in each half onwards (wrapping), the first free ports.
+        let pick = |first: u16| -> Vec<u16> {
+            let start = random() % u64::from(half);
+            (0..u64::from(half))
+                .map(|k| first + ((start + k) % u64::from(half)) as u16)
+                .filter(|&port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok())
+                .take(nodes)
+                .collect()
+        };
+        let ports = Self {
+            client: pick(low),
+            bus: pick(low + half),
+        };
         assert!(
-            half > nodes + 1,
-            "REDIS_FIXTURE_PORTS={range}: too few ports"
+            ports.client.len() == nodes && ports.bus.len() == nodes,
+            "REDIS_FIXTURE_PORTS={range}: not {nodes} free ports in each half"
         );
-        for _ in 0..500 {
-            let offset = (random() % u64::from(half - nodes - 1)) as u16;
-            let ports = Self {
-                client: low + offset,
-                bus: low + half + offset,
-                nodes,
-            };
-            let free = (1..=nodes).all(|i| {
-                [ports.client + i, ports.bus + i]
-                    .iter()
-                    .all(|&port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok())
-            });
-            if free {
-                return ports;
-            }
-        }
-        panic!("no free ports for {nodes} nodes in {range}");
+        ports
     }
 
-    /// `FIRST-LAST` of the bus ports, for `KEEPALIVE_PORTS`.
-    pub fn bus_range(&self) -> String {
-        format!("{}-{}", self.bus + 1, self.bus + self.nodes)
+    /// Inside namespaces: 7000 + i and 17000 + i.
+    fn netns(nodes: usize) -> Self {
+        let ports = |base: u16| (1..=nodes as u16).map(|i| base + i).collect();
+        Self {
+            client: ports(NETNS_PORT_BASE),
+            bus: ports(NETNS_PORT_BASE + 10_000),
+        }
+    }
+
+    /// The bus ports, comma-separated, for `KEEPALIVE_PORTS`.
+    pub fn bus_list(&self) -> String {
+        let ports: Vec<String> = self.bus.iter().map(u16::to_string).collect();
+        ports.join(",")
     }
 }
 
@@ -262,16 +268,16 @@ impl Builder {
         };
         let ports = if self.netns {
             cluster.hub = Some(cluster.make_namespaces(nodes));
-            Ports {
-                client: NETNS_PORT_BASE,
-                bus: NETNS_PORT_BASE + 10_000,
-                nodes: nodes as u16,
-            }
+            Ports::netns(nodes)
         } else {
-            self.ports.unwrap_or_else(|| Ports::free(nodes))
+            self.ports.clone().unwrap_or_else(|| Ports::free(nodes))
         };
+        assert!(
+            ports.client.len() >= nodes && ports.bus.len() >= nodes,
+            "{ports:?}: too few for {nodes} nodes"
+        );
         for index in 1..=nodes {
-            cluster.start_node(index, ports, self.netns);
+            cluster.start_node(index, &ports, self.netns);
         }
         for node in &cluster.nodes {
             cluster.wait_ping(node);
@@ -298,7 +304,10 @@ impl Builder {
                 cluster.up,
                 match &cluster.hub {
                     Some(_) => format!("namespaces {PREFIX}-{tag}-*", PREFIX = sys::PREFIX),
-                    None => format!("loopback, ports {ports:?}"),
+                    None => format!(
+                        "loopback, client ports {:?}, bus ports {:?}",
+                        ports.client, ports.bus
+                    ),
                 },
                 cluster.describe_library()
             );
@@ -749,7 +758,7 @@ impl Cluster {
         hub
     }
 
-    fn start_node(&mut self, index: usize, ports: Ports, netns: bool) {
+    fn start_node(&mut self, index: usize, ports: &Ports, netns: bool) {
         let (ip, netns) = if netns {
             (
                 Ipv4Addr::new(SUBNET[0], SUBNET[1], SUBNET[2], 10 + index as u8),
@@ -760,7 +769,7 @@ impl Cluster {
         };
         let dir = self.dir.join(format!("node{index}"));
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-        let (port, bus_port) = (ports.client + index as u16, ports.bus + index as u16);
+        let (port, bus_port) = (ports.client[index - 1], ports.bus[index - 1]);
         let conf = dir.join("redis.conf");
         std::fs::write(
             &conf,
