@@ -176,6 +176,11 @@ static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBoo
 fn guard_signals() {
     // SAFETY: plain signal-mask calls on a zeroed set, before any other thread exists.
     let set = unsafe {
+        // A shell starts background jobs with SIGINT ignored, and an ignored signal never
+        // reaches sigwait: `kill -INT` must still stop such a run cleanly. (SIGHUP keeps what it
+        // has: under nohup a cluster of `up` outlives the terminal.)
+        libc::signal(libc::SIGINT, libc::SIG_DFL);
+        libc::signal(libc::SIGTERM, libc::SIG_DFL);
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
