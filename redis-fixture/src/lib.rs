@@ -1457,3 +1457,174 @@ pub fn tail(path: &Path, lines: usize) -> String {
     out.push('\n');
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster(netns: bool) -> Cluster {
+        let mut cluster = Cluster {
+            name: "unit".into(),
+            tag: "unit-not-registered".into(),
+            dir: PathBuf::from("/nonexistent"),
+            nodes: Vec::new(),
+            hub: None,
+            library: None,
+            vars: Vec::new(),
+            command: PathBuf::from("keepalive-preload"),
+            up: Duration::ZERO,
+            blackholed: Mutex::new(BTreeSet::new()),
+            stopped: true,
+        };
+        let ports = if netns {
+            Ports::netns(2)
+        } else {
+            Ports {
+                client: vec![20001, 20002],
+                bus: vec![26001, 26002],
+            }
+        };
+        for index in 1..=2 {
+            cluster.nodes.push(Node {
+                index,
+                ip: if netns {
+                    Ipv4Addr::new(10, 213, 0, 10 + index as u8)
+                } else {
+                    Ipv4Addr::LOCALHOST
+                },
+                port: ports.client[index - 1],
+                bus_port: ports.bus[index - 1],
+                pid: 100 + index as u32,
+                netns: netns.then(|| format!("kpf-unit-n{index}")),
+                dir: PathBuf::new(),
+                start: 0,
+            });
+        }
+        cluster
+    }
+
+    fn socket(pid: u32, local: &str, remote: Option<&str>, state: &str) -> Socket {
+        Socket {
+            pid,
+            fd: 3,
+            program: "redis-server".into(),
+            local: Some(local.parse().unwrap()),
+            remote: remote.map(|r| r.parse().unwrap()),
+            state: state.into(),
+            values: Values::off(),
+            library: false,
+        }
+    }
+
+    #[test]
+    fn loopback_links_find_their_peer_from_the_other_end() {
+        let c = cluster(false);
+        let links = c.classify(&[
+            socket(101, "127.0.0.1:26001", None, "LISTEN"),
+            socket(
+                101,
+                "127.0.0.1:40000",
+                Some("127.0.0.1:26002"),
+                "ESTABLISHED",
+            ),
+            socket(
+                102,
+                "127.0.0.1:26002",
+                Some("127.0.0.1:40000"),
+                "ESTABLISHED",
+            ),
+            socket(
+                102,
+                "127.0.0.1:41000",
+                Some("127.0.0.1:20001"),
+                "ESTABLISHED",
+            ),
+            socket(
+                101,
+                "127.0.0.1:20001",
+                Some("127.0.0.1:41000"),
+                "ESTABLISHED",
+            ),
+            socket(
+                101,
+                "127.0.0.1:20001",
+                Some("127.0.0.1:50000"),
+                "ESTABLISHED",
+            ),
+        ]);
+        let got: Vec<(usize, Kind, Option<usize>)> =
+            links.iter().map(|l| (l.node, l.kind, l.peer)).collect();
+        assert_eq!(
+            got,
+            [
+                (1, Kind::BusOut, Some(2)),
+                (1, Kind::Client, None),
+                (1, Kind::Client, None),
+                (1, Kind::Listener, None),
+                (2, Kind::BusIn, Some(1)),
+                (2, Kind::Replication, Some(1)),
+            ]
+        );
+    }
+
+    #[test]
+    fn namespace_links_find_their_peer_by_address_when_the_other_end_is_gone() {
+        let c = cluster(true);
+        let links = c.classify(&[socket(
+            101,
+            "10.213.0.11:17001",
+            Some("10.213.0.12:39000"),
+            "ESTABLISHED",
+        )]);
+        assert_eq!((links[0].kind, links[0].peer), (Kind::BusIn, Some(2)));
+        let mesh = c.missing_from_mesh(&links);
+        assert_eq!(
+            mesh,
+            [
+                (1, Kind::BusOut, 2),
+                (2, Kind::BusOut, 1),
+                (2, Kind::BusIn, 1)
+            ]
+        );
+    }
+
+    #[test]
+    fn resp_replies_decode() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut request = [0u8; 64];
+            let n = std::io::Read::read(&mut stream, &mut request).unwrap();
+            assert_eq!(&request[..n], b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
+            std::io::Write::write_all(
+                &mut stream,
+                b"*4\r\n$3\r\nabc\r\n:7\r\n$-1\r\n-MOVED 1 10.213.0.12:7002\r\n",
+            )
+            .unwrap();
+        });
+        let mut conn = Conn::new(TcpStream::connect(addr).unwrap()).unwrap();
+        let reply = conn.call(&["GET", "k"]).unwrap();
+        server.join().unwrap();
+        assert_eq!(
+            reply,
+            Reply::Array(Some(vec![
+                Reply::Bulk(Some("abc".into())),
+                Reply::Integer(7),
+                Reply::Bulk(None),
+                Reply::Error("MOVED 1 10.213.0.12:7002".into()),
+            ]))
+        );
+    }
+
+    #[test]
+    fn free_ports_put_every_client_port_below_every_bus_port() {
+        let ports = Ports::free(6);
+        assert_eq!((ports.client.len(), ports.bus.len()), (6, 6));
+        assert!(
+            ports.client.iter().max() < ports.bus.iter().min(),
+            "{ports:?}"
+        );
+        assert_eq!(ports.bus_list().split(',').count(), 6);
+    }
+}
