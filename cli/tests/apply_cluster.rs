@@ -5,8 +5,8 @@
 //! (2/1/3 + 3 s: 6 s), while node 3's own inbound link from node 1, which `apply` did not touch
 //! (Redis' 30/10/3), is still ESTABLISHED long after.
 //!
-//! Needs root (namespaces, iptables, pidfd_getfd), redis-server, redis-tools, iptables and
-//! iproute2; without them it fails, never skips. Links, values and states are read by this
+//! Needs root (namespaces, iptables, pidfd_getfd) and the tools of the cluster fixture
+//! (`redis_fixture::require`); without them it fails, never skips. Links, values and states are read by this
 //! build's `inspect`, through the fixture.
 
 mod apply_support;
@@ -15,7 +15,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use apply_support::apply;
-use common::{BIN, code, require_root, stderr, stdout};
+use common::{BIN, code, stderr, stdout};
 use redis_fixture::{Cluster, Kind, Link, Values, Watched};
 
 const BOUND: Duration = Duration::from_secs(6);
@@ -43,15 +43,7 @@ fn is_bus(link: &Link) -> bool {
 
 #[test]
 fn survivors_drop_links_to_a_blackholed_node_within_the_bound_after_apply() {
-    require_root("network namespaces, iptables, pidfd_getfd of redis-server");
-    for (tool, package) in [
-        ("redis-server", "redis-server"),
-        ("redis-cli", "redis-tools"),
-        ("iptables", "iptables"),
-        ("ip", "iproute2"),
-    ] {
-        testkit::tool(tool, package);
-    }
+    redis_fixture::require();
     let cluster = Cluster::builder("apply-cluster")
         .netns()
         .command(BIN)
