@@ -38,7 +38,8 @@ pub unsafe extern "C" fn connect(fd: c_int, address: *const sockaddr, length: so
     let result = unsafe { real::connect()(fd, address, length) };
     // EINPROGRESS (nonblocking) and EINTR (a blocking one interrupted by a signal): the kernel
     // took the address and the connection goes on without the program waiting for it.
-    if result == 0 || matches!(errno(), libc::EINPROGRESS | libc::EINTR) {
+    // EALREADY: an earlier interrupted call's connection is still under way.
+    if result == 0 || matches!(errno(), libc::EINPROGRESS | libc::EINTR | libc::EALREADY) {
         policy::after_connect(fd);
     }
     result
@@ -67,7 +68,7 @@ pub unsafe extern "C" fn accept(
     // SAFETY: the program's own call, forwarded unchanged.
     let accepted = unsafe { real::accept()(fd, address, length) };
     if accepted >= 0 {
-        policy::after_accept(accepted);
+        policy::after_accept(fd, accepted);
     }
     accepted
 }
@@ -84,7 +85,7 @@ pub unsafe extern "C" fn accept4(
     // SAFETY: the program's own call, forwarded unchanged.
     let accepted = unsafe { real::accept4()(fd, address, length, flags) };
     if accepted >= 0 {
-        policy::after_accept(accepted);
+        policy::after_accept(fd, accepted);
     }
     accepted
 }

@@ -2,9 +2,10 @@
 //! net.ipv4.tcp_keepalive_* sysctls): what tells a value the program set from an untouched one
 //! when a socket is configured late (`Override::settle`).
 //!
-//! Learnt once, from a socket nobody has touched yet — the first TCP socket the program makes,
-//! before the library sets anything on it — or else from a throwaway socket at the first moment
-//! they are needed (an inherited listener's first accept). The library reads no files.
+//! Learnt once, from a socket nobody has touched yet: the first TCP socket the program makes,
+//! before the library sets anything on it. Until then Linux's own defaults stand in. (Only
+//! `auto` with a timing left to the kernel reads them from a throwaway socket at load.) The
+//! library reads no files.
 
 use core::ffi::c_int;
 use core::sync::atomic::{AtomicU32, Ordering};
@@ -57,14 +58,19 @@ fn learn_now(fd: c_int) {
     }
 }
 
-/// The timings, learnt from a throwaway socket if no untouched one was met yet; Linux's own
-/// defaults if even that fails.
+/// The timings once learnt, else Linux's own defaults. Never opens a socket: a hook must not
+/// take a descriptor number, and a sandbox may forbid socket() (see `at_load`).
 pub fn defaults() -> KernelDefaults {
-    if let Some(defaults) = known() {
-        return defaults;
-    }
-    if let Some(scratch) = sys::ScratchSocket::open() {
-        learn_from_untouched(scratch.fd());
-    }
     known().unwrap_or_default()
+}
+
+/// At load, for `KEEPALIVE_USER_TIMEOUT=auto` with a timing left to the kernel (the value is
+/// needed before any socket exists): learnt from a throwaway socket, before `main`.
+pub fn at_load() -> KernelDefaults {
+    if known().is_none()
+        && let Some(scratch) = sys::ScratchSocket::open()
+    {
+        learn_now(scratch.fd());
+    }
+    defaults()
 }

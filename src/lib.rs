@@ -14,8 +14,9 @@ mod kernel;
 mod log;
 mod policy;
 mod real;
-mod roles;
+
 mod runtime;
+mod sockets;
 mod sys;
 
 /// Reads the configuration at load, before `main`: KEEPALIVE_STRICT can stop the process

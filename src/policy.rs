@@ -14,8 +14,8 @@ use core::net::SocketAddr;
 
 use keepalive_config::{Decision, LogLevel, Override, Role, ShownAddress, SocketOption};
 
-use crate::roles;
 use crate::runtime::{self, Runtime};
+use crate::sockets::{self, Record};
 use crate::sys;
 use crate::{kernel, log};
 
@@ -68,22 +68,24 @@ fn after_tcp_socket_otherwise(fd: c_int) {
     );
 }
 
-/// After a connect() the kernel accepted (0, or EINPROGRESS): with address filters, the
-/// socket is judged by its peer.
+/// After a connect() the kernel took (0, EINPROGRESS, EINTR, EALREADY): with address filters,
+/// the socket is judged by its peer.
 pub fn after_connect(fd: c_int) {
     let Some(runtime) = runtime::get().filter(|runtime| runtime.filters_by_address()) else {
         return;
     };
+    if !sys::is_tcp(fd) {
+        return; // UDP, UNIX: one getsockopt
+    }
     let Some(peer) = sys::connecting_peer_address(fd) else {
-        return; // not IPv4/IPv6 (a UNIX socket), or gone
+        return;
     };
+    let cookie = sys::cookie(fd);
+    remember_role(runtime, cookie, Role::Connecting);
     let decision = runtime
         .targeting()
         .decide(Role::Connecting, None, Some(peer));
-    if decision.targeted() && !sys::is_tcp(fd) {
-        return; // UDP
-    }
-    settle(runtime, fd, decision, Event::Connect(peer));
+    settle(runtime, fd, decision, recall(cookie), Event::Connect(peer));
 }
 
 /// After a successful listen(): with address filters, a listener on a listed port is
@@ -101,32 +103,52 @@ pub fn after_listen(fd: c_int) {
     let decision = runtime
         .targeting()
         .decide(Role::Listening, Some(local), None);
-    settle(runtime, fd, decision, Event::Listen(local));
+    settle(
+        runtime,
+        fd,
+        decision,
+        recall(sys::cookie(fd)),
+        Event::Listen(local),
+    );
 }
 
-/// After a successful accept()/accept4(). One read tells whether the new socket already
-/// carries our values (its listener was configured, and the kernel copied them); otherwise
-/// it is judged and configured like any late socket.
-pub fn after_accept(fd: c_int) {
+/// After a successful accept()/accept4() of `fd` from `listener`. One read tells whether the
+/// new socket already carries our values (its listener was configured, and the kernel copied
+/// them); otherwise it is judged and configured like any late socket, keeping what the program
+/// set on the listener as the program's.
+pub fn after_accept(listener: c_int, fd: c_int) {
     let Some(runtime) = runtime::get() else {
         return;
     };
     let witness = runtime.witness;
-    let Ok(current) = sys::get_int(fd, witness.level(), witness.name()) else {
-        return; // not a socket any more
-    };
     if witness == SocketOption::KeepAlive {
-        // Only SO_KEEPALIVE is planned: it says nothing about the protocol.
-        if !sys::is_tcp(fd) || current != 0 {
+        // Only SO_KEEPALIVE is planned: it says nothing about the protocol, so ask first.
+        if !sys::is_tcp(fd) || sys::get_int(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE) == Ok(1) {
             return;
         }
-    } else if runtime.plan.value(witness) == Some(current)
-        && (witness == SocketOption::UserTimeout
-            || current != witness.kernel_default(kernel::defaults()))
-    {
-        // Ours, and not merely the kernel's default that happens to equal it: the listener
-        // was configured. (A TCP-level option read back at all means a TCP socket.)
-        return;
+    } else {
+        let Ok(current) = sys::get_int(fd, witness.level(), witness.name()) else {
+            return; // a TCP-level option that cannot be read: not TCP (UNIX, ...)
+        };
+        if runtime.plan.value(witness) == Some(current)
+            && (witness == SocketOption::UserTimeout
+                || current != witness.kernel_default(kernel::defaults()))
+        {
+            // Ours, and not merely the kernel's default that happens to equal it: the
+            // listener was configured.
+            if runtime.ports.is_some() {
+                remember_role(runtime, sys::cookie(fd), Role::Accepted);
+            }
+            return;
+        }
+        if !sys::is_tcp(fd) {
+            return; // MPTCP answers TCP-level options too
+        }
+    }
+    let cookie = sys::cookie(fd);
+    remember_role(runtime, cookie, Role::Accepted);
+    if let (Some(cookie), Some(of_listener)) = (cookie, recall(sys::cookie(listener))) {
+        sockets::inherit(cookie, of_listener);
     }
     let local = sys::local_address(fd);
     let peer = sys::peer_address(fd);
@@ -135,23 +157,28 @@ pub fn after_accept(fd: c_int) {
     } else {
         Decision::Targeted
     };
-    remember_role(runtime, fd, Role::Accepted);
-    settle(runtime, fd, decision, Event::Accept(peer));
+    settle(runtime, fd, decision, recall(cookie), Event::Accept(peer));
 }
 
 /// Under KEEPALIVE_PORTS, which port counts on a connected socket depends on how it was
 /// made: what the hooks saw is kept by the socket's identity for `targeted_now`.
-fn remember_role(runtime: &Runtime, fd: c_int, role: Role) {
+fn remember_role(runtime: &Runtime, cookie: Option<u64>, role: Role) {
     if runtime.ports.is_some()
-        && let Some(cookie) = sys::cookie(fd)
+        && let Some(cookie) = cookie
     {
-        roles::remember(cookie, role);
+        sockets::remember_role(cookie, role);
     }
 }
 
-/// Configures a socket that may already carry values: each option the program set keeps
-/// or loses its value per KEEPALIVE_OVERRIDE, each it did not gets ours.
-fn settle(runtime: &Runtime, fd: c_int, decision: Decision, event: Event) {
+fn recall(cookie: Option<u64>) -> Option<Record> {
+    sockets::recall(cookie?)
+}
+
+/// Configures a socket that may already carry values: an option the program set keeps or
+/// loses its value per KEEPALIVE_OVERRIDE, one it did not gets ours. What the program set is
+/// known from its own setsockopt calls (`record`); without a record, a value other than the
+/// kernel's default counts as the program's.
+fn settle(runtime: &Runtime, fd: c_int, decision: Decision, record: Option<Record>, event: Event) {
     if !decision.targeted() {
         log::event(
             runtime.log,
@@ -166,7 +193,14 @@ fn settle(runtime: &Runtime, fd: c_int, decision: Decision, event: Event) {
         let Ok(current) = sys::get_int(fd, option.level(), option.name()) else {
             continue;
         };
-        let Some(value) = runtime.policy.settle(option, current, kernel, configured) else {
+        let chosen = match record {
+            Some(record) if record.program_set(option) => {
+                runtime.policy.replace(option, current, configured)
+            }
+            Some(_) => (current != configured).then_some(configured),
+            None => runtime.policy.settle(option, current, kernel, configured),
+        };
+        let Some(value) = chosen else {
             continue;
         };
         if sys::set_int(fd, option.level(), option.name(), value).is_ok() {
@@ -180,12 +214,20 @@ fn settle(runtime: &Runtime, fd: c_int, decision: Decision, event: Event) {
     );
 }
 
-/// After the program's own setsockopt of one of our options succeeded: under
-/// KEEPALIVE_OVERRIDE=yes|tighten, our value replaces the one it set on a targeted TCP socket.
+/// After the program's own setsockopt of one of our options succeeded: it is remembered as the
+/// program's (for a socket configured late, or accepted from this one), and under
+/// KEEPALIVE_OVERRIDE=yes|tighten our value replaces the one it set on a targeted TCP socket.
 pub fn after_setsockopt(fd: c_int, option: SocketOption) {
     let Some(runtime) = runtime::get() else {
         return;
     };
+    let cookie = sys::cookie(fd);
+    if let Some(cookie) = cookie {
+        sockets::remember_program_set(cookie, option);
+    }
+    if runtime.policy == Override::No {
+        return;
+    }
     let Some(configured) = runtime.plan.value(option) else {
         return;
     };
@@ -196,11 +238,11 @@ pub fn after_setsockopt(fd: c_int, option: SocketOption) {
     let Some(chosen) = runtime.policy.replace(option, asked, configured) else {
         return;
     };
-    // A TCP-level option the kernel took means a TCP socket; SO_KEEPALIVE does not.
-    if option == SocketOption::KeepAlive && !sys::is_tcp(fd) {
+    // Not a TCP-level option's success: MPTCP sockets take them too.
+    if !sys::is_tcp(fd) {
         return;
     }
-    if runtime.filters_by_address() && !targeted_now(runtime, fd) {
+    if runtime.filters_by_address() && !targeted_now(runtime, fd, cookie) {
         return;
     }
     let _ = sys::set_int(fd, option.level(), option.name(), chosen);
@@ -215,9 +257,10 @@ pub fn after_setsockopt(fd: c_int, option: SocketOption) {
     );
 }
 
-/// Whether the filters take a socket met at the program's setsockopt. One not yet connected
-/// nor listening is judged later (at connect/listen), where the program's value is settled.
-fn targeted_now(runtime: &Runtime, fd: c_int) -> bool {
+/// Whether the filters take a socket met at the program's setsockopt. One neither connected
+/// (or connecting) nor listening is judged later, at connect/listen, where the program's value
+/// is settled.
+fn targeted_now(runtime: &Runtime, fd: c_int, cookie: Option<u64>) -> bool {
     let local = sys::local_address(fd);
     if sys::is_listening(fd) {
         return runtime
@@ -225,12 +268,11 @@ fn targeted_now(runtime: &Runtime, fd: c_int) -> bool {
             .decide(Role::Listening, local, None)
             .targeted();
     }
-    let Some(peer) = sys::peer_address(fd) else {
+    let Some(peer) = sys::connecting_peer_address(fd) else {
         return false;
     };
-    let role = runtime
-        .ports
-        .and_then(|_| roles::recall(sys::cookie(fd)?))
+    let role = recall(cookie)
+        .and_then(Record::role)
         .unwrap_or(Role::Connected);
     runtime
         .targeting()
@@ -238,14 +280,11 @@ fn targeted_now(runtime: &Runtime, fd: c_int) -> bool {
         .targeted()
 }
 
-/// Whether the program's own call is one whose value may be replaced: one of our options
-/// and a policy that replaces.
+/// Whether the program's own call sets one of our options (and the library acts here).
 #[inline(always)]
 pub fn watches_setsockopt(level: c_int, name: c_int) -> Option<SocketOption> {
     let option = SocketOption::from_level_and_name(level, name)?;
-    runtime::get()
-        .filter(|runtime| runtime.policy != Override::No)
-        .map(|_| option)
+    runtime::get().map(|_| option)
 }
 
 /// The call at which a socket was judged, for the debug log.

@@ -6,7 +6,7 @@
 use core::cell::UnsafeCell;
 use core::ffi::{CStr, c_char, c_int, c_void};
 use core::mem::MaybeUninit;
-use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicI32, AtomicPtr, AtomicU8, Ordering};
 
 use keepalive_config::{
     Config, KernelDefaults, LogLevel, NetRange, NetSet, Override, PREFIX, Plan, PortSet,
@@ -98,14 +98,41 @@ pub fn ready() -> Option<&'static Runtime> {
 }
 
 /// The runtime when the library acts in this process, loading it first if nobody has; `None`
-/// when it does not, or while the load is under way (so that nothing the load calls can
-/// recurse into a hook's work, and another thread never waits).
+/// when it does not, or on the loading thread itself while the load is under way (so that
+/// nothing the load calls can recurse into a hook's work).
 pub fn get() -> Option<&'static Runtime> {
     match STATE.load(Ordering::Acquire) {
         ACTIVE => ready(),
         UNLOADED => load_now(),
+        LOADING => wait_for_load(),
         _ => None,
     }
+}
+
+/// The thread that is loading, while it does.
+static LOADER: AtomicI32 = AtomicI32::new(0);
+
+/// Another thread is loading (a constructor of another library made a socket on a thread of
+/// its own): the load takes microseconds, so wait for it, a bounded while — the sockets made
+/// meanwhile are then configured, and a loader held up by something this thread holds (ld.so's
+/// lock in a dlopen) can only make this thread give up, never deadlock.
+#[cold]
+#[inline(never)]
+fn wait_for_load() -> Option<&'static Runtime> {
+    if LOADER.load(Ordering::Acquire) == sys::tid() {
+        return None;
+    }
+    for round in 0..4000 {
+        if STATE.load(Ordering::Acquire) != LOADING {
+            break;
+        }
+        if round < 1000 {
+            core::hint::spin_loop();
+        } else {
+            sys::yield_now();
+        }
+    }
+    ready()
 }
 
 #[cold]
@@ -116,6 +143,7 @@ fn load_now() -> Option<&'static Runtime> {
     {
         return ready();
     }
+    LOADER.store(sys::tid(), Ordering::Release);
     let saved = errno::Saved::now();
     let runtime = build();
     let state = match runtime {
@@ -162,20 +190,6 @@ fn build() -> Option<Runtime> {
     if config.log >= LogLevel::Info || !parsed.errors.is_empty() {
         log::begin();
     }
-    if !parsed.errors.is_empty() && (config.log > LogLevel::Off || config.strict) {
-        for error in &parsed.errors {
-            log::line(format_args!("{error}"));
-        }
-        if config.strict {
-            if at_start {
-                sys::exit_now(2);
-            }
-            log::line(format_args!(
-                "{PREFIX}: KEEPALIVE_STRICT: loaded into a running program (not at its start): not ending it, doing nothing"
-            ));
-            return None;
-        }
-    }
     if !config.inherit && at_start {
         leave_out_of_children(config.log);
     }
@@ -187,6 +201,8 @@ fn build() -> Option<Runtime> {
     };
     let argv0 = argv0();
     let program = exe.or(argv0).unwrap_or("?");
+    // Whether to act here is decided first: a bad value, even under KEEPALIVE_STRICT, is no
+    // business of a program the library leaves alone (a system-wide install).
     if !config.enabled {
         log::event(
             config.log,
@@ -203,10 +219,24 @@ fn build() -> Option<Runtime> {
         );
         return None;
     }
+    if !parsed.errors.is_empty() && (config.log > LogLevel::Off || config.strict) {
+        for error in &parsed.errors {
+            log::line(format_args!("{error}"));
+        }
+        if config.strict {
+            if at_start {
+                sys::exit_now(2);
+            }
+            log::line(format_args!(
+                "{PREFIX}: KEEPALIVE_STRICT: loaded into a running program (not at its start): not ending it, doing nothing"
+            ));
+            return None;
+        }
+    }
     // `auto` with a timing left to the kernel needs its value now; otherwise the defaults are
     // learnt when first needed, without a socket of our own at load.
     let kernel = if config.needs_kernel_defaults() {
-        crate::kernel::defaults()
+        crate::kernel::at_load()
     } else {
         KernelDefaults::default()
     };
@@ -360,13 +390,23 @@ fn leave_out_of_children(log_level: LogLevel) {
     let Ok(list) = core::str::from_utf8(list) else {
         return;
     };
-    let mut rest = [0u8; 4096];
-    let Some(remaining) = preload_list::without(list, library, &mut rest[..4095]) else {
+    // The list without us is never longer: a buffer of the list's size plus its NUL, whatever
+    // that size (mapped once at load and left: setenv copies it).
+    let Some(memory) = sys::map_memory(list.len() + 1) else {
+        return;
+    };
+    // SAFETY: a fresh private mapping of list.len() + 1 zeroed bytes, owned by nobody else and
+    // never unmapped.
+    let rest = unsafe { core::slice::from_raw_parts_mut(memory, list.len() + 1) };
+    let Some(remaining) = rest
+        .get_mut(..list.len())
+        .and_then(|out| preload_list::without(list, library, out))
+    else {
         return;
     };
     let remaining_length = remaining.len();
-    // rest[remaining_length] is 0: the buffer is zeroed and the list used at most 4095 bytes.
-    let Ok(value) = CStr::from_bytes_until_nul(&rest) else {
+    // rest[remaining_length] is 0: the mapping is zeroed and the list used at most list.len().
+    let Ok(value) = CStr::from_bytes_until_nul(rest) else {
         return;
     };
     // SAFETY: NUL-terminated name and value; at start no other thread reads the environment.

@@ -277,6 +277,19 @@ impl Drop for ScratchSocket {
     }
 }
 
+/// This thread's id.
+pub fn tid() -> c_int {
+    // SAFETY: gettid takes no argument.
+    let result = unsafe { syscall6(libc::SYS_gettid, [0; 6]) };
+    c_int::try_from(result).unwrap_or(0)
+}
+
+/// Gives the processor to another thread for a moment.
+pub fn yield_now() {
+    // SAFETY: sched_yield takes no argument.
+    unsafe { syscall6(libc::SYS_sched_yield, [0; 6]) };
+}
+
 pub fn pid() -> c_int {
     // SAFETY: getpid takes no argument.
     let result = unsafe { syscall6(libc::SYS_getpid, [0; 6]) };

@@ -186,10 +186,12 @@ fn a_musl_program_sees_the_same_calls_and_the_same_override_rule() {
 }
 
 #[test]
-fn unix_and_udp_sockets_cost_no_extra_system_call() {
-    // README ("Which sockets, and when"): "UDP, RAW, SEQPACKET, MPTCP, SCTP and UNIX sockets,
-    // and socketpairs, pass straight through with no extra syscall." The fixture uses only a
-    // UNIX stream listener, its client and accepted socket, and a connected UDP socket.
+fn unix_and_udp_sockets_cost_at_most_one_read_per_call_and_are_never_changed() {
+    // README ("Which sockets, and when"): UDP, UNIX and other non-TCP sockets pass straight
+    // through: nothing at socket(); after an accept (and, under filters, a connect or listen)
+    // one getsockopt of SO_PROTOCOL tells them from TCP; the program's own SO_KEEPALIVE on one
+    // costs a read of its cookie. Never a setsockopt, never an address lookup. The fixture uses
+    // only a UNIX stream listener, its client and accepted socket, and a connected UDP socket.
     let scratch = TempDir::new("adv-non-tcp");
     let program = fixture(&scratch);
     let trace = "socket,getsockopt,setsockopt,getsockname,getpeername";
@@ -204,14 +206,20 @@ fn unix_and_udp_sockets_cost_no_extra_system_call() {
     ] {
         let (out, calls) = strace(&bare.clone().envs(&vars).preload(), &scratch, trace);
         assert_eq!(out.code, Some(0), "{out}");
-        if calls.len() != control_calls.len() {
-            let extra: Vec<&String> = calls
-                .iter()
-                .filter(|line| {
-                    let call = line.split_once(' ').map_or(line.as_str(), |(_, rest)| rest);
-                    !control_calls.iter().any(|c| c.ends_with(call.trim_start()))
-                })
-                .collect();
+        let extra: Vec<&String> = calls
+            .iter()
+            .filter(|line| {
+                let call = line.split_once(' ').map_or(line.as_str(), |(_, rest)| rest);
+                !control_calls.iter().any(|c| c.ends_with(call.trim_start()))
+            })
+            .collect();
+        let allowed = |line: &&String| {
+            line.contains("getsockopt(")
+                && (line.contains("SO_PROTOCOL") || line.contains("SO_COOKIE"))
+        };
+        // Six hooked calls on these sockets (listen, two connects, accept, two setsockopt):
+        // at most one read each.
+        if extra.len() > 6 || !extra.iter().all(allowed) {
             failures.push(format!(
                 "{name}: {} calls without the library, {} with it; extra:\n  {}",
                 control_calls.len(),

@@ -102,9 +102,7 @@ impl<'a> PortList<'a> {
     pub fn fill(self, set: &mut PortSet) {
         *set = PortSet::EMPTY;
         for (first, last) in self.ranges() {
-            for port in first..=last {
-                set.insert(port);
-            }
+            set.insert_range(first, last);
         }
     }
 
@@ -147,9 +145,21 @@ pub struct PortSet {
 impl PortSet {
     pub const EMPTY: Self = Self { bits: [0; 1024] };
 
-    fn insert(&mut self, port: u16) {
-        if let Some(word) = self.bits.get_mut(usize::from(port >> 6)) {
-            *word |= 1 << (port & 63);
+    /// Sets `first..=last`, a word at a time: a list of many long ranges costs little.
+    fn insert_range(&mut self, first: u16, last: u16) {
+        let (mut port, last) = (usize::from(first), usize::from(last));
+        while port <= last {
+            let bit = port & 63;
+            let span = (64 - bit).min(last - port + 1);
+            let mask = if span == 64 {
+                u64::MAX
+            } else {
+                ((1u64 << span) - 1) << bit
+            };
+            if let Some(word) = self.bits.get_mut(port >> 6) {
+                *word |= mask;
+            }
+            port += span;
         }
     }
 
@@ -425,7 +435,13 @@ mod tests {
         for port in [16999, 18000, 6380, 1, 65535] {
             assert!(!set.contains(port) && !list.contains(port));
         }
-        assert!(PortList::parse("1-65535").unwrap().to_set().contains(65535));
+        let all = PortList::parse("1-65535").unwrap().to_set();
+        assert!((1..=65535).all(|port| all.contains(port)) && !all.contains(0));
+        let odd = PortList::parse("63-65,127,128-191,65534").unwrap().to_set();
+        for port in 0..=65535u16 {
+            let listed = matches!(port, 63..=65 | 127..=191 | 65534);
+            assert_eq!(odd.contains(port), listed, "{port}");
+        }
     }
 
     #[test]
