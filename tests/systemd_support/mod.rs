@@ -238,6 +238,52 @@ pub fn deb() -> PathBuf {
     .clone()
 }
 
+/// The extra `systemd-nspawn` arguments an eBPF policy needs in the container: units get
+/// nspawn's capability bounding set and syscall filter, under which bpf(2) fails with EPERM.
+pub const BPF_NSPAWN_ARGS: &[&str] = &[
+    "--capability=CAP_BPF,CAP_PERFMON",
+    "--system-call-filter=bpf",
+];
+
+/// The eBPF tests' static C server and client (cli/tests/bpf/sock.c), built once per test
+/// process with `gcc -static` into target/<profile>/kpsb-build: no dynamic C library, so no
+/// preload could reach it, and it runs in the container whatever its libc.
+pub fn static_sock() -> PathBuf {
+    static SOCK: OnceLock<PathBuf> = OnceLock::new();
+    SOCK.get_or_init(|| {
+        let dir = testkit::profile_dir().join("kpsb-build");
+        std::fs::create_dir_all(&dir).expect("create kpsb-build");
+        let out = dir.join("sock");
+        let output = Command::new(tool("gcc", "gcc"))
+            .args(["-O1", "-Wall", "-static", "-o"])
+            .arg(&out)
+            .arg(repo().join("cli/tests/bpf/sock.c"))
+            .stdin(Stdio::null())
+            .output()
+            .expect("run gcc");
+        assert!(
+            output.status.success(),
+            "gcc -static cli/tests/bpf/sock.c failed (libc6-dev is needed):\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(is_static(&out), "{} is not static", out.display());
+        out
+    })
+    .clone()
+}
+
+/// No PT_INTERP program header in a 64-bit ELF: no dynamic loader.
+fn is_static(path: &Path) -> bool {
+    let data = std::fs::read(path).expect("read the program");
+    let u64_at = |at: usize| u64::from_le_bytes(data[at..at + 8].try_into().unwrap()) as usize;
+    let u16_at = |at: usize| usize::from(u16::from_le_bytes(data[at..at + 2].try_into().unwrap()));
+    let (table, size, count) = (u64_at(32), u16_at(54), u16_at(56));
+    (0..count).all(|index| {
+        let at = table + index * size;
+        u32::from_le_bytes(data[at..at + 4].try_into().unwrap()) != 3
+    })
+}
+
 /// The last `lines` lines of `text`.
 pub fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
@@ -470,6 +516,13 @@ impl Container {
     pub fn write(&self, path: &str, contents: &[u8]) {
         let run = self.exec_input(&format!("cat > '{path}'"), contents);
         assert!(run.success(), "write {path}: {}", run.stderr);
+    }
+
+    /// Copies a file of the host into the container, with this mode.
+    pub fn copy_in(&self, host: &Path, path: &str, mode: u32) {
+        let bytes = std::fs::read(host).unwrap_or_else(|e| panic!("read {}: {e}", host.display()));
+        self.write(path, &bytes);
+        self.sh(&format!("chmod {mode:o} '{path}'"));
     }
 
     /// `systemctl ARGS`.
