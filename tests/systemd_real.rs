@@ -991,6 +991,15 @@ fn ebpf_dropin_on_a_static_dynamic_user_service() {
     assert_eq!(c.property(SOCK_UNIT, "ActiveState"), "inactive");
     let left = bpf_status(&c);
     assert!(left.is_empty(), "after stop: {left:?}");
+    // A bad value in an operator's override: the start fails with the reason, nothing attached.
+    c.systemctl_edit(SOCK_UNIT, "[Service]\nEnvironment=KEEPIDLE=1e3\n");
+    assert_refused(&c, SOCK_UNIT, "KEEPIDLE=\"1e3\"");
+    let left = bpf_status(&c);
+    assert!(left.is_empty(), "after a refused start: {left:?}");
+    c.sh(&format!(
+        "rm /etc/systemd/system/{SOCK_UNIT}.d/override.conf && systemctl daemon-reload"
+    ));
+
     let journal = c.journal(SOCK_UNIT);
     let ours: Vec<&str> = journal
         .lines()
@@ -1000,8 +1009,9 @@ fn ebpf_dropin_on_a_static_dynamic_user_service() {
         "{SOCK_UNIT}'s journal, keepalive-preload's lines:\n{}",
         ours.join("\n")
     );
+    let before_bad_value = &journal[..journal.find("KEEPIDLE=\"1e3\"").unwrap_or(journal.len())];
     assert!(
-        !journal.contains("Failed") && !journal.contains("status=2"),
+        !before_bad_value.contains("Failed") && !before_bad_value.contains("status=2"),
         "{journal}"
     );
     println!(
@@ -1123,4 +1133,84 @@ fn apply_to_a_running_redis_unit_without_the_library() {
         "{missing:?}"
     );
     println!("apply --unit: {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// The eBPF drop-in on Debian's `redis-server.service` (sandboxed, `Restart=always`, the
+/// library not loaded): its client link, read from the live socket, carries the drop-in's
+/// values over Redis' own tcp-keepalive; a bad value is refused as the library's drop-in
+/// refuses one: no retries, the reason in `systemctl status`.
+#[test]
+fn ebpf_dropin_on_debian_redis_server() {
+    let _serial = serial();
+    let c = Container::boot_with("kpsb-redis", BPF_NSPAWN_ARGS);
+    c.install_package();
+    let library = installed_library(&c);
+    c.sh(&format!(
+        "mkdir -p /etc/systemd/system/redis-server.service.d && \
+         cp {BPF_DROPIN} /etc/systemd/system/redis-server.service.d/ && \
+         systemctl daemon-reload && systemctl restart redis-server"
+    ));
+    let pid = c.main_pid("redis-server");
+    assert!(!mapped(&c, pid, &library));
+    let (dir, id, _) = live_cgroup(&c, "redis-server");
+    let policies = bpf_status(&c);
+    assert!(
+        policies.len() == 1 && policies[0].cgroup == dir && policies[0].cgroup_id == id,
+        "{dir} ({id}): {policies:?}"
+    );
+    c.sh("setsid redis-cli -p 6379 subscribe kpsb >/dev/null 2>&1 </dev/null &");
+    let all = c.wait_for(
+        "the subscriber's link on redis-server",
+        Duration::from_secs(10),
+        || {
+            let all = sockets(&c, pid);
+            all.iter()
+                .any(|s| s.role == "accepted" && s.state == "ESTABLISHED")
+                .then_some(all)
+        },
+    );
+    for socket in &all {
+        println!(
+            "redis-server under the eBPF policy: {} {} {} {:?}",
+            socket.role, socket.local, socket.state, socket.values
+        );
+        assert!(
+            socket.keepalive && socket.values == Some(SHIPPED),
+            "redis-server socket {socket:?}"
+        );
+    }
+    assert_eq!(c.property("redis-server", "Restart"), "always");
+    c.systemctl_edit("redis-server", "[Service]\nEnvironment=KEEPIDLE=1e3\n");
+    assert_refused(&c, "redis-server", "KEEPIDLE=\"1e3\"");
+}
+
+/// `--unit` with a name systemctl refuses: exit status 2 and one line, as for a unit that does
+/// not exist (systemctl's own two-line error is not passed through).
+#[test]
+fn unit_name_errors_are_one_line() {
+    let _serial = serial();
+    let c = Container::boot("kpsb-names");
+    c.install_package();
+    let mut wrong = Vec::new();
+    for command in [
+        "apply --unit no-such.service --idle 2",
+        "apply --unit 'bad name!' --idle 2",
+        "bpf attach --unit no-such.service",
+        "bpf attach --unit 'bad name!'",
+        "bpf detach --unit 'bad name!'",
+    ] {
+        let run = c.exec(&format!("keepalive-preload {command}"));
+        println!(
+            "keepalive-preload {command} ({:?}):\n{}",
+            run.status, run.stderr
+        );
+        if run.status != Some(2) || run.stderr.lines().count() != 1 || !run.stdout.is_empty() {
+            wrong.push(format!("keepalive-preload {command}: {run:?}"));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "not exit status 2 with one line:\n{}",
+        wrong.join("\n")
+    );
 }
