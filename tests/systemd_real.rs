@@ -18,7 +18,7 @@ mod systemd_support;
 
 use std::time::{Duration, Instant};
 
-use systemd_support::{BPF_NSPAWN_ARGS, Container, serial, static_sock};
+use systemd_support::{BPF_NSPAWN_ARGS, Container, serial, static_activated, static_sock};
 
 /// The shipped units' values and their bound: KEEPIDLE + KEEPINTVL x KEEPCNT = 11 s.
 const SHIPPED: Values = Values {
@@ -711,6 +711,8 @@ fn dead_peer_through_the_units_on_two_hosts() {
 const BPF_DROPIN: &str = "/usr/share/doc/keepalive-preload/examples/keepalive-bpf.conf";
 const SOCK_UNIT: &str = "kpsb-sock.service";
 const SOCK_PORT: u16 = 47101;
+/// The socket-activated service's port.
+const ACT_PORT: u16 = 47102;
 /// What the static server sets itself on every accepted socket right after accept4 (as Redis
 /// does on its cluster-bus links): TCP_KEEPIDLE 30, TCP_KEEPINTVL 10, TCP_KEEPCNT 3.
 const SERVER_OWN: Values = Values {
@@ -1277,5 +1279,65 @@ fn unit_name_errors_are_one_line() {
         wrong.is_empty(),
         "not exit status 2 with one line:\n{}",
         wrong.join("\n")
+    );
+}
+
+/// The eBPF drop-in on a socket-activated service (`kpsb-act.socket`, `Accept=no`): the
+/// listener is made by PID 1, outside the service's cgroup, and a socket belongs to the cgroup
+/// of the process that made it (an accepted one to its listener's), so neither program of the
+/// policy runs for the connections the service accepts. The drop-in says "any service": either
+/// those connections carry its values, or `bpf attach` says in the journal that the unit's
+/// sockets (`kpsb-act.socket`) are not covered. Neither happens: this test fails until then.
+#[test]
+fn ebpf_dropin_on_a_socket_activated_service() {
+    let _serial = serial();
+    let server = static_activated();
+    let sock = static_sock();
+    let c = Container::boot_with("kpsb-act", BPF_NSPAWN_ARGS);
+    c.install_package();
+    c.copy_in(&server, "/usr/local/bin/activated", 0o755);
+    c.copy_in(&sock, "/usr/local/bin/sock", 0o755);
+    c.write(
+        "/etc/systemd/system/kpsb-act.socket",
+        format!("[Socket]\nListenStream=127.0.0.1:{ACT_PORT}\n").as_bytes(),
+    );
+    c.write(
+        "/etc/systemd/system/kpsb-act.service",
+        b"[Service]\nDynamicUser=yes\nExecStart=/usr/local/bin/activated\n",
+    );
+    c.sh(&format!(
+        "mkdir -p /etc/systemd/system/kpsb-act.service.d && \
+         cp {BPF_DROPIN} /etc/systemd/system/kpsb-act.service.d/ && \
+         systemctl daemon-reload && systemctl start kpsb-act.socket"
+    ));
+    let client = readbacks(&c.sh(&format!("/usr/local/bin/sock connect 127.0.0.1 {ACT_PORT}")));
+    assert_eq!(client.len(), 1, "{client:?}");
+    let lines = c.wait_for(
+        "the accepted socket's line in the journal",
+        Duration::from_secs(10),
+        || {
+            let lines = readbacks(&c.journal("kpsb-act.service"));
+            lines.iter().any(|r| r.role == "accepted").then_some(lines)
+        },
+    );
+    let (dir, id, _) = live_cgroup(&c, "kpsb-act.service");
+    let policies = bpf_status(&c);
+    assert!(
+        policies.len() == 1 && policies[0].cgroup == dir && policies[0].cgroup_id == id,
+        "the drop-in did not attach to {dir} ({id}): {policies:?}"
+    );
+    let accepted = lines.iter().find(|r| r.role == "accepted").unwrap();
+    let listener = lines.iter().find(|r| r.role == "listener").unwrap();
+    println!("socket-activated: listener {listener:?}\naccepted {accepted:?}");
+    let journal = c.journal("kpsb-act.service");
+    let said = journal
+        .lines()
+        .filter(|line| line.contains("keepalive-preload") && line.contains("kpsb-act.socket"))
+        .collect::<Vec<_>>();
+    assert!(
+        (accepted.keepalive && accepted.values == SHIPPED) || !said.is_empty(),
+        "a connection accepted by the socket-activated kpsb-act.service carries {accepted:?} \
+         (the drop-in's {SHIPPED:?} expected), and bpf attach did not say that \
+         kpsb-act.socket's connections are not covered; the journal:\n{journal}"
     );
 }
