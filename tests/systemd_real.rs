@@ -1282,12 +1282,13 @@ fn unit_name_errors_are_one_line() {
     );
 }
 
-/// The eBPF drop-in on a socket-activated service (`kpsb-act.socket`, `Accept=no`): the
-/// listener is made by PID 1, outside the service's cgroup, and a socket belongs to the cgroup
-/// of the process that made it (an accepted one to its listener's), so neither program of the
+/// The eBPF drop-in on a socket-activated service (`kpsb-act.socket`, `Accept=no`): systemd
+/// makes the listener in the socket unit's cgroup, outside the service's, and a socket belongs
+/// to the cgroup it was made in (an accepted one to its listener's), so neither program of the
 /// policy runs for the connections the service accepts. The drop-in says "any service": either
 /// those connections carry its values, or `bpf attach` says in the journal that the unit's
 /// sockets (`kpsb-act.socket`) are not covered. Neither happens: this test fails until then.
+/// (The drop-in with `[Socket]` in `kpsb-act.socket.d/` covers them: docs/ebpf.md.)
 #[test]
 fn ebpf_dropin_on_a_socket_activated_service() {
     let _serial = serial();
