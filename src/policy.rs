@@ -33,6 +33,7 @@ pub fn is_tcp_request(domain: c_int, kind: c_int, protocol: c_int) -> bool {
 pub fn after_tcp_socket(fd: c_int) {
     match runtime::quick() {
         Some(runtime) => {
+            kernel::learn_from_untouched(fd);
             // tests/panic_free.rs builds with this cfg to prove such a path fails the link.
             #[cfg(keepalive_panic_probe)]
             let _ = sys::set_int(fd, 1, 1, [1, 2, 3][fd as usize % 7]);
@@ -119,8 +120,12 @@ pub fn after_accept(fd: c_int) {
         if !sys::is_tcp(fd) || current != 0 {
             return;
         }
-    } else if runtime.plan.value(witness) == Some(current) {
-        // (A TCP-level option read back at all means a TCP socket.)
+    } else if runtime.plan.value(witness) == Some(current)
+        && (witness == SocketOption::UserTimeout
+            || current != witness.kernel_default(kernel::defaults()))
+    {
+        // Ours, and not merely the kernel's default that happens to equal it: the listener
+        // was configured. (A TCP-level option read back at all means a TCP socket.)
         return;
     }
     let local = sys::local_address(fd);

@@ -234,12 +234,17 @@ fn runtime_from(config: &Config<'_>, kernel: KernelDefaults) -> Runtime {
         Some(list.build(storage))
     });
     let plan = config.plan(kernel);
-    let witness = plan
-        .steps()
-        .iter()
-        .map(|&(option, _)| option)
-        .find(|option| option.level() == keepalive_config::IPPROTO_TCP)
-        .unwrap_or(SocketOption::KeepAlive);
+    // TCP_USER_TIMEOUT is 0 unless set, and ours never is: the one witness that cannot be
+    // mistaken for the kernel's default. Otherwise the first TCP-level option planned.
+    let witness = if plan.value(SocketOption::UserTimeout).is_some() {
+        SocketOption::UserTimeout
+    } else {
+        plan.steps()
+            .iter()
+            .map(|&(option, _)| option)
+            .find(|option| option.level() == keepalive_config::IPPROTO_TCP)
+            .unwrap_or(SocketOption::KeepAlive)
+    };
     let mut steps = [RawStep {
         level: 0,
         name: 0,
