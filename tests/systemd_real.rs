@@ -1389,3 +1389,58 @@ fn live_cgroup_dir(c: &Container, unit: &str) -> String {
     assert!(!dir.is_empty(), "no cgroup2 hierarchy in the container");
     dir
 }
+
+/// The package removed, the eBPF drop-in left in /etc (as `dpkg -r` leaves an operator's
+/// copies): as with the library's drop-in, the service should still start (without the
+/// policy), and nothing the command pinned should outlive it with no command left to remove
+/// it. Neither holds: `ExecStartPre=+/usr/bin/keepalive-preload` has no `-`, so the start fails
+/// (203/EXEC), and the policy of the stopped cgroup stays pinned under the bpffs (the
+/// `ExecStopPost=` is skipped: the executable is gone). This test fails until then.
+#[test]
+fn ebpf_dropin_left_behind_after_dpkg_r() {
+    let _serial = serial();
+    let sock = static_sock();
+    let c = Container::boot_with("kpsb-dpkgr", BPF_NSPAWN_ARGS);
+    c.install_package();
+    c.copy_in(&sock, "/usr/local/bin/sock", 0o755);
+    c.write(
+        &format!("/etc/systemd/system/{SOCK_UNIT}"),
+        format!(
+            "[Service]\nDynamicUser=yes\n\
+             ExecStart=/usr/local/bin/sock serve 127.0.0.1 {SOCK_PORT} 1000\n"
+        )
+        .as_bytes(),
+    );
+    c.sh(&format!(
+        "mkdir -p /etc/systemd/system/{SOCK_UNIT}.d && \
+         cp {BPF_DROPIN} /etc/systemd/system/{SOCK_UNIT}.d/ && \
+         systemctl daemon-reload && systemctl start {SOCK_UNIT}"
+    ));
+    assert_eq!(bpf_status(&c).len(), 1);
+    // Where the policies are pinned: bpf attach mounted a bpffs there (/sys is read-only here).
+    let pins = "/run/keepalive-preload/bpffs/keepalive-preload";
+    c.sh(&format!("test -d {pins}/cgroup-*"));
+
+    let removed = c.exec("dpkg -r keepalive-preload");
+    println!(
+        "dpkg -r: {:?}\n{}{}",
+        removed.status, removed.stdout, removed.stderr
+    );
+    assert!(removed.success(), "dpkg -r: {removed:?}");
+    let mut wrong = Vec::new();
+    let restart = c.systemctl(&format!("restart {SOCK_UNIT}"));
+    if !restart.success() {
+        wrong.push(format!(
+            "{SOCK_UNIT} does not start after dpkg -r with the eBPF drop-in left in /etc:\n{}",
+            c.systemctl(&format!("status {SOCK_UNIT}")).stdout
+        ));
+    }
+    c.sh(&format!("systemctl stop {SOCK_UNIT}"));
+    let left = c.sh(&format!("ls {pins} 2>/dev/null; true"));
+    if !left.trim().is_empty() {
+        wrong.push(format!(
+            "pinned after dpkg -r and the unit's stop, with no command left to remove it: {left}"
+        ));
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
