@@ -18,7 +18,7 @@ mod systemd_support;
 
 use std::time::{Duration, Instant};
 
-use systemd_support::{Container, serial};
+use systemd_support::{BPF_NSPAWN_ARGS, Container, serial, static_activated, static_sock};
 
 /// The shipped units' values and their bound: KEEPIDLE + KEEPINTVL x KEEPCNT = 11 s.
 const SHIPPED: Values = Values {
@@ -107,8 +107,12 @@ fn sockets(c: &Container, pid: u32) -> Vec<Socket> {
         run.status,
         run.stderr
     );
-    run.stdout
-        .lines()
+    parse_sockets(&run.stdout)
+}
+
+/// The sockets of JSON lines with the fields of `inspect --json` (`apply --json` too).
+fn parse_sockets(text: &str) -> Vec<Socket> {
+    text.lines()
         .filter(|line| line.starts_with('{'))
         .map(|line| {
             let number = |key| field(line, key).and_then(|v| v.parse::<u32>().ok());
@@ -700,4 +704,743 @@ fn dead_peer_through_the_units_on_two_hosts() {
          {BASELINE_OBSERVE_S} s, outbound {:?}",
         without.outbound_gone_s
     );
+}
+
+// The eBPF policy's drop-in on a service (issue 11 item 4, issue 12 item 3).
+
+const BPF_DROPIN: &str = "/usr/share/doc/keepalive-preload/examples/keepalive-bpf.conf";
+const SOCK_UNIT: &str = "kpsb-sock.service";
+const SOCK_PORT: u16 = 47101;
+/// The socket-activated service's port.
+const ACT_PORT: u16 = 47102;
+/// What the static server sets itself on every accepted socket right after accept4 (as Redis
+/// does on its cluster-bus links): TCP_KEEPIDLE 30, TCP_KEEPINTVL 10, TCP_KEEPCNT 3.
+const SERVER_OWN: Values = Values {
+    idle: 30,
+    interval: 10,
+    count: 3,
+    user_timeout_ms: 0,
+};
+
+/// One socket as cli/tests/bpf/sock.c prints it, read back by the program itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Readback {
+    role: String,
+    peer: String,
+    /// Each of its setsockopt calls' result (0 or -errno), before/after connect or accept.
+    calls: String,
+    keepalive: bool,
+    values: Values,
+}
+
+fn readbacks(text: &str) -> Vec<Readback> {
+    text.lines()
+        .filter_map(|line| line.find("role=").map(|at| &line[at..]))
+        .map(|line| {
+            let get = |key: &str| {
+                line.split_whitespace()
+                    .find_map(|word| word.strip_prefix(key)?.strip_prefix('='))
+                    .unwrap_or_else(|| panic!("no {key} in {line:?}"))
+            };
+            let number = |key: &str| -> i64 {
+                get(key)
+                    .parse()
+                    .unwrap_or_else(|_| panic!("{key} in {line:?}"))
+            };
+            let value = |key: &str| u32::try_from(number(key)).unwrap_or(u32::MAX);
+            Readback {
+                role: get("role").to_owned(),
+                peer: get("peer").to_owned(),
+                calls: get("calls").to_owned(),
+                keepalive: number("keepalive") == 1,
+                values: Values {
+                    idle: value("idle"),
+                    interval: value("intvl"),
+                    count: value("cnt"),
+                    user_timeout_ms: value("uto"),
+                },
+            }
+        })
+        .collect()
+}
+
+/// One entry of `keepalive-preload bpf status --json`.
+#[derive(Debug, Clone)]
+struct Policy {
+    cgroup: String,
+    cgroup_id: u64,
+    stale: bool,
+    override_policy: String,
+    values: Option<Values>,
+}
+
+/// `keepalive-preload bpf status --json` in the container: every policy pinned there.
+fn bpf_status(c: &Container) -> Vec<Policy> {
+    let text = c.sh("keepalive-preload bpf status --json");
+    assert!(
+        text.trim_start().starts_with("{\"policies\":["),
+        "bpf status --json: {text}"
+    );
+    // One object per policy, each opening with its "cgroup"; the fields read below are
+    // the first of their name in it (the values before the variables, counters and links).
+    text.split("{\"cgroup\":")
+        .skip(1)
+        .map(|rest| {
+            let entry = format!("{{\"cgroup\":{rest}");
+            let number = |key| field(&entry, key).and_then(|v| v.parse::<u32>().ok());
+            let values = match (
+                number("idle"),
+                number("intvl"),
+                number("cnt"),
+                number("user_timeout"),
+            ) {
+                (Some(idle), Some(interval), Some(count), Some(user_timeout_ms)) => Some(Values {
+                    idle,
+                    interval,
+                    count,
+                    user_timeout_ms,
+                }),
+                _ => None,
+            };
+            Policy {
+                cgroup: field(&entry, "cgroup").unwrap_or("").to_owned(),
+                cgroup_id: field(&entry, "cgroup_id")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0),
+                stale: field(&entry, "stale") != Some("false"),
+                override_policy: field(&entry, "override").unwrap_or("").to_owned(),
+                values,
+            }
+        })
+        .collect()
+}
+
+/// The unit's cgroup now: its directory in the container's unified hierarchy and its id
+/// (the directory's inode), and the cgroup of its main process.
+fn live_cgroup(c: &Container, unit: &str) -> (String, u64, String) {
+    let dir = live_cgroup_dir(c, unit);
+    let id = c
+        .sh(&format!("stat -c %i {dir}"))
+        .trim()
+        .parse()
+        .expect("an inode number");
+    let pid = c.main_pid(unit);
+    let of_pid = c
+        .sh(&format!("cat /proc/{pid}/cgroup"))
+        .lines()
+        .find_map(|line| line.strip_prefix("0::").map(str::to_owned))
+        .expect("a cgroup2 line in /proc/PID/cgroup");
+    (dir, id, of_pid)
+}
+
+/// Waits until the unit's server listens on SOCK_PORT.
+fn wait_listening(c: &Container) {
+    c.wait_for(
+        &format!("{SOCK_UNIT} listening on :{SOCK_PORT}"),
+        Duration::from_secs(10),
+        || {
+            let ss = c.sh(&format!("ss -Hltn 'sport = :{SOCK_PORT}'"));
+            (!ss.trim().is_empty()).then_some(())
+        },
+    );
+}
+
+/// One client connection from outside the unit (a root shell of the container); the client's
+/// own read-back and the accepted socket's, as the server printed it into the journal.
+fn connect_once(c: &Container, pid: u32) -> (Readback, Readback) {
+    let accepted_before = readbacks(&c.sh(&format!("journalctl -b --no-pager -o cat _PID={pid}")))
+        .iter()
+        .filter(|r| r.role == "accepted")
+        .count();
+    let client = readbacks(&c.sh(&format!(
+        "/usr/local/bin/sock connect 127.0.0.1 {SOCK_PORT}"
+    )));
+    assert_eq!(client.len(), 1, "{client:?}");
+    let accepted = c.wait_for(
+        "the accepted socket's line in the journal",
+        Duration::from_secs(10),
+        || {
+            readbacks(&c.sh(&format!("journalctl -b --no-pager -o cat _PID={pid}")))
+                .into_iter()
+                .filter(|r| r.role == "accepted")
+                .nth(accepted_before)
+        },
+    );
+    println!("client   {:?}\naccepted {accepted:?}", client[0]);
+    (client[0].clone(), accepted)
+}
+
+/// The unit covered by one live policy with the drop-in's values; its cgroup id.
+fn assert_covered(c: &Container, round: &str) -> u64 {
+    let (dir, id, of_pid) = live_cgroup(c, SOCK_UNIT);
+    let policies = bpf_status(c);
+    println!("{round}: {SOCK_UNIT} in {dir} (cgroup {id}); bpf status: {policies:?}");
+    assert!(
+        dir.ends_with(&of_pid),
+        "the main process is in {of_pid}, not in {dir}"
+    );
+    assert_eq!(
+        policies.len(),
+        1,
+        "{round}: one policy expected (no stale one left): {policies:?}"
+    );
+    let policy = &policies[0];
+    assert_eq!(policy.cgroup, dir, "{round}: {policy:?}");
+    assert_eq!(
+        policy.cgroup_id, id,
+        "{round}: not the live cgroup: {policy:?}"
+    );
+    assert!(!policy.stale, "{round}: {policy:?}");
+    assert_eq!(policy.values, Some(SHIPPED), "{round}: {policy:?}");
+    assert_eq!(policy.override_policy, "yes", "{round}: {policy:?}");
+
+    // A connection: the accepted socket carries the drop-in's values although the server set
+    // its own right after accept4 (calls succeeded: the policy replaced the values in place).
+    let pid = c.main_pid(SOCK_UNIT);
+    let (client, accepted) = connect_once(c, pid);
+    assert!(
+        accepted.keepalive && accepted.values == SHIPPED,
+        "{round}: accepted socket {accepted:?}, expected {SHIPPED:?}"
+    );
+    assert_eq!(accepted.calls, "-/0,0,0", "{round}: {accepted:?}");
+    // The client is not in the unit's cgroup: the kernel's defaults, untouched.
+    assert!(!client.keepalive, "{round}: client {client:?}");
+
+    // The listener, read from the live socket, and judged by `inspect` against the policy.
+    let listening: Vec<Socket> = sockets(c, pid)
+        .into_iter()
+        .filter(|s| s.role == "listening")
+        .collect();
+    assert_eq!(listening.len(), 1, "{round}: {listening:?}");
+    assert!(
+        listening[0].keepalive && listening[0].values == Some(SHIPPED),
+        "{round}: listener {:?}",
+        listening[0]
+    );
+    let inspect = c.exec(&format!("keepalive-preload inspect {pid}"));
+    println!(
+        "{round}: keepalive-preload inspect {pid}:\n{}",
+        inspect.stdout
+    );
+    assert!(
+        inspect.success() && inspect.stdout.contains("eBPF policy attached to"),
+        "{round}: inspect {pid}: {:?}\n{}{}",
+        inspect.status,
+        inspect.stdout,
+        inspect.stderr
+    );
+    id
+}
+
+#[test]
+fn ebpf_dropin_on_a_static_dynamic_user_service() {
+    let _serial = serial();
+    let sock = static_sock();
+    let started = Instant::now();
+    let c = Container::boot_with("kpsb-ebpf", BPF_NSPAWN_ARGS);
+    c.install_package();
+    c.copy_in(&sock, "/usr/local/bin/sock", 0o755);
+    c.write(
+        &format!("/etc/systemd/system/{SOCK_UNIT}"),
+        format!(
+            "[Unit]\nDescription=kpsb static test server\n[Service]\nDynamicUser=yes\n\
+             ExecStart=/usr/local/bin/sock serve 127.0.0.1 {SOCK_PORT} 1000 post=6:4:{} \
+             post=6:5:{} post=6:6:{}\n",
+            SERVER_OWN.idle, SERVER_OWN.interval, SERVER_OWN.count
+        )
+        .as_bytes(),
+    );
+
+    // Without the drop-in the accepted socket carries the server's own values.
+    c.sh(&format!(
+        "systemctl daemon-reload && systemctl start {SOCK_UNIT}"
+    ));
+    wait_listening(&c);
+    let (_, own) = connect_once(&c, c.main_pid(SOCK_UNIT));
+    assert!(
+        !own.keepalive && own.values == SERVER_OWN,
+        "without the drop-in: {own:?}"
+    );
+    assert!(bpf_status(&c).is_empty());
+    c.sh(&format!("systemctl stop {SOCK_UNIT}"));
+
+    // docs/ebpf.md, step by step.
+    c.sh(&format!(
+        "mkdir -p /etc/systemd/system/{SOCK_UNIT}.d && \
+         cp {BPF_DROPIN} /etc/systemd/system/{SOCK_UNIT}.d/ && \
+         systemctl daemon-reload && systemctl start {SOCK_UNIT}"
+    ));
+    assert_eq!(c.property(SOCK_UNIT, "ActiveState"), "active");
+    wait_listening(&c);
+    let first = assert_covered(&c, "start");
+
+    // A restart makes a new cgroup: attached to it before the server runs, the old one gone.
+    c.sh(&format!("systemctl restart {SOCK_UNIT}"));
+    wait_listening(&c);
+    let second = assert_covered(&c, "restart");
+    assert_ne!(first, second, "the restart kept the cgroup");
+
+    // The stop removes the policy.
+    c.sh(&format!("systemctl stop {SOCK_UNIT}"));
+    assert_eq!(c.property(SOCK_UNIT, "ActiveState"), "inactive");
+    let left = bpf_status(&c);
+    assert!(left.is_empty(), "after stop: {left:?}");
+    // A bad value in an operator's override: the start fails with the reason, nothing attached.
+    c.systemctl_edit(SOCK_UNIT, "[Service]\nEnvironment=KEEPIDLE=1e3\n");
+    assert_refused(&c, SOCK_UNIT, "KEEPIDLE=\"1e3\"");
+    let left = bpf_status(&c);
+    assert!(left.is_empty(), "after a refused start: {left:?}");
+    c.sh(&format!(
+        "rm /etc/systemd/system/{SOCK_UNIT}.d/override.conf && systemctl daemon-reload"
+    ));
+
+    let journal = c.journal(SOCK_UNIT);
+    let ours: Vec<&str> = journal
+        .lines()
+        .filter(|line| line.contains("keepalive-preload"))
+        .collect();
+    println!(
+        "{SOCK_UNIT}'s journal, keepalive-preload's lines:\n{}",
+        ours.join("\n")
+    );
+    let before_bad_value = &journal[..journal.find("KEEPIDLE=\"1e3\"").unwrap_or(journal.len())];
+    assert!(
+        !before_bad_value.contains("Failed") && !before_bad_value.contains("status=2"),
+        "{journal}"
+    );
+    println!(
+        "eBPF drop-in under systemd: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+// `apply --unit` on a running service without the library (issue 11).
+
+const REDIS_UNIT: &str = "kpsb-redis.service";
+const REDIS_PORT: u16 = 47201;
+
+#[test]
+fn apply_to_a_running_redis_unit_without_the_library() {
+    let _serial = serial();
+    let started = Instant::now();
+    let c = Container::boot("kpsb-apply");
+    c.install_package();
+    let library = installed_library(&c);
+    // A service started without the library: a transient unit, as `systemd-run` makes one.
+    c.sh(&format!(
+        "systemd-run --unit {REDIS_UNIT} /usr/bin/redis-server --port {REDIS_PORT} --save '' \
+         --appendonly no"
+    ));
+    c.wait_for("redis-server answering", Duration::from_secs(10), || {
+        let run = c.exec(&format!("redis-cli -p {REDIS_PORT} ping"));
+        (run.stdout.trim() == "PONG").then_some(())
+    });
+    let pid = c.main_pid(REDIS_UNIT);
+    assert!(!mapped(&c, pid, &library), "{library} in redis-server");
+    c.sh(&format!(
+        "setsid redis-cli -p {REDIS_PORT} subscribe kpsb >/dev/null 2>&1 </dev/null &"
+    ));
+    let before = c.wait_for(
+        "the subscriber's link on redis-server",
+        Duration::from_secs(10),
+        || {
+            let all = sockets(&c, pid);
+            all.iter()
+                .any(|s| s.role == "accepted" && s.state == "ESTABLISHED")
+                .then_some(all)
+        },
+    );
+    for socket in &before {
+        println!(
+            "before apply: {} {} {} keepalive={} {:?}",
+            socket.role, socket.local, socket.remote, socket.keepalive, socket.values
+        );
+    }
+    // Redis' own tcp-keepalive (300 s, so 300/100/3) on its client link; nothing on the listeners.
+    let redis_own = Values {
+        idle: 300,
+        interval: 100,
+        count: 3,
+        user_timeout_ms: 0,
+    };
+    for socket in &before {
+        match socket.role.as_str() {
+            "accepted" => assert!(
+                socket.keepalive && socket.values == Some(redis_own),
+                "{socket:?}"
+            ),
+            "listening" => assert!(!socket.keepalive, "{socket:?}"),
+            _ => panic!("{socket:?}"),
+        }
+    }
+
+    let expected = Values {
+        idle: 2,
+        interval: 1,
+        count: 3,
+        user_timeout_ms: 3000,
+    };
+    let applied = c.exec(&format!(
+        "keepalive-preload apply --unit {REDIS_UNIT} --idle 2 --interval 1 --count 3 \
+         --user-timeout 3s --override yes --json"
+    ));
+    println!(
+        "apply --unit {REDIS_UNIT} ({:?}):\n{}{}",
+        applied.status, applied.stdout, applied.stderr
+    );
+    assert_eq!(applied.status, Some(0), "{}", applied.stderr);
+    let reported = parse_sockets(&applied.stdout);
+    assert_eq!(reported.len(), before.len(), "{}", applied.stdout);
+    for socket in &reported {
+        assert!(
+            socket.keepalive && socket.values == Some(expected),
+            "apply reported {socket:?}"
+        );
+    }
+
+    // Read back from the live sockets: the client link and the listeners.
+    let after = sockets(&c, pid);
+    assert_eq!(after.len(), before.len(), "{after:?}");
+    for role in ["accepted", "listening"] {
+        assert!(
+            after.iter().any(|s| s.role == role),
+            "no {role} socket: {after:?}"
+        );
+    }
+    for socket in &after {
+        println!(
+            "after apply: {} {} {} keepalive={} {:?}",
+            socket.role, socket.local, socket.remote, socket.keepalive, socket.values
+        );
+        assert!(
+            socket.keepalive && socket.values == Some(expected),
+            "after apply: {socket:?}"
+        );
+    }
+    // Again, as text: nothing left to change.
+    let again = c.exec(&format!(
+        "keepalive-preload apply --unit {REDIS_UNIT} --idle 2 --interval 1 --count 3 \
+         --user-timeout 3s --override yes"
+    ));
+    println!(
+        "apply --unit {REDIS_UNIT} again ({:?}):\n{}{}",
+        again.status, again.stdout, again.stderr
+    );
+    assert_eq!(again.status, Some(0), "{}", again.stderr);
+    assert_eq!(sockets(&c, pid).len(), after.len());
+    assert_eq!(c.main_pid(REDIS_UNIT), pid, "redis-server was restarted");
+    assert_eq!(
+        c.exec(&format!("redis-cli -p {REDIS_PORT} ping"))
+            .stdout
+            .trim(),
+        "PONG"
+    );
+
+    // A unit that does not exist: status 2 and one line.
+    let missing = c.exec("keepalive-preload apply --unit no-such.service --idle 2");
+    println!(
+        "apply --unit no-such.service ({:?}): {}",
+        missing.status, missing.stderr
+    );
+    assert_eq!(missing.status, Some(2), "{missing:?}");
+    assert!(missing.stdout.is_empty(), "{missing:?}");
+    let lines: Vec<&str> = missing.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{missing:?}");
+    assert!(
+        lines[0].contains("no-such.service") && lines[0].contains("no such unit"),
+        "{missing:?}"
+    );
+    println!("apply --unit: {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// The eBPF drop-in on Debian's `redis-server.service` (sandboxed, `Restart=always`, the
+/// library not loaded): its client link, read from the live socket, carries the drop-in's
+/// values over Redis' own tcp-keepalive; then with the library's drop-in as well, both with
+/// the same values. A bad value should be refused as the library's drop-in refuses one: no
+/// retries, the reason in `systemctl status`. It is not (Restart=always reruns the failing
+/// `ExecStartPre=` until the start limit): this test fails until the drop-in is fixed.
+#[test]
+fn ebpf_dropin_on_debian_redis_server() {
+    let _serial = serial();
+    let c = Container::boot_with("kpsb-redis", BPF_NSPAWN_ARGS);
+    c.install_package();
+    let library = installed_library(&c);
+    c.sh(&format!(
+        "mkdir -p /etc/systemd/system/redis-server.service.d && \
+         cp {BPF_DROPIN} /etc/systemd/system/redis-server.service.d/ && \
+         systemctl daemon-reload && systemctl restart redis-server"
+    ));
+    let pid = c.main_pid("redis-server");
+    assert!(!mapped(&c, pid, &library));
+    let (dir, id, _) = live_cgroup(&c, "redis-server");
+    let policies = bpf_status(&c);
+    assert!(
+        policies.len() == 1 && policies[0].cgroup == dir && policies[0].cgroup_id == id,
+        "{dir} ({id}): {policies:?}"
+    );
+    c.sh("setsid redis-cli -p 6379 subscribe kpsb >/dev/null 2>&1 </dev/null &");
+    let all = c.wait_for(
+        "the subscriber's link on redis-server",
+        Duration::from_secs(10),
+        || {
+            let all = sockets(&c, pid);
+            all.iter()
+                .any(|s| s.role == "accepted" && s.state == "ESTABLISHED")
+                .then_some(all)
+        },
+    );
+    for socket in &all {
+        println!(
+            "redis-server under the eBPF policy: {} {} {} {:?}",
+            socket.role, socket.local, socket.state, socket.values
+        );
+        assert!(
+            socket.keepalive && socket.values == Some(SHIPPED),
+            "redis-server socket {socket:?}"
+        );
+    }
+
+    // With the library's drop-in too (docs/ebpf.md: both act, with the same values).
+    c.sh(&format!(
+        "cp {EXAMPLE_DROPIN} /etc/systemd/system/redis-server.service.d/ && \
+         systemctl daemon-reload && systemctl restart redis-server"
+    ));
+    let pid = c.main_pid("redis-server");
+    assert!(mapped(&c, pid, &library), "{library} not in redis-server");
+    let (dir, id, _) = live_cgroup(&c, "redis-server");
+    let policies = bpf_status(&c);
+    assert!(
+        policies.len() == 1 && policies[0].cgroup == dir && policies[0].cgroup_id == id,
+        "{dir} ({id}): {policies:?}"
+    );
+    c.sh("setsid redis-cli -p 6379 subscribe kpsb >/dev/null 2>&1 </dev/null &");
+    let all = c.wait_for(
+        "the subscriber's link on redis-server",
+        Duration::from_secs(10),
+        || {
+            let all = sockets(&c, pid);
+            all.iter()
+                .any(|s| s.role == "accepted" && s.state == "ESTABLISHED")
+                .then_some(all)
+        },
+    );
+    for socket in &all {
+        println!(
+            "redis-server with the library and the eBPF policy: {} {} {} {:?}",
+            socket.role, socket.local, socket.state, socket.values
+        );
+        assert!(
+            socket.keepalive && socket.values == Some(SHIPPED),
+            "redis-server socket {socket:?}"
+        );
+    }
+    let inspect = c.exec(&format!("keepalive-preload inspect {pid}"));
+    assert!(inspect.success(), "inspect {pid}: {inspect:?}");
+
+    // A bad value, as an operator would make it.
+    assert_eq!(c.property("redis-server", "Restart"), "always");
+    c.systemctl_edit("redis-server", "[Service]\nEnvironment=KEEPIDLE=1e3\n");
+    assert_refused(&c, "redis-server", "KEEPIDLE=\"1e3\"");
+}
+
+/// `--unit` with a name systemctl refuses: exit status 2 and one line, as for a unit that does
+/// not exist (systemctl's own two-line error is not passed through).
+#[test]
+fn unit_name_errors_are_one_line() {
+    let _serial = serial();
+    let c = Container::boot("kpsb-names");
+    c.install_package();
+    let mut wrong = Vec::new();
+    for command in [
+        "apply --unit no-such.service --idle 2",
+        "apply --unit 'bad name!' --idle 2",
+        "bpf attach --unit no-such.service",
+        "bpf attach --unit 'bad name!'",
+        "bpf detach --unit 'bad name!'",
+    ] {
+        let run = c.exec(&format!("keepalive-preload {command}"));
+        println!(
+            "keepalive-preload {command} ({:?}):\n{}",
+            run.status, run.stderr
+        );
+        if run.status != Some(2) || run.stderr.lines().count() != 1 || !run.stdout.is_empty() {
+            wrong.push(format!("keepalive-preload {command}: {run:?}"));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "not exit status 2 with one line:\n{}",
+        wrong.join("\n")
+    );
+}
+
+/// The eBPF drop-in on a socket-activated service (`kpsb-act.socket`, `Accept=no`): systemd
+/// makes the listener in the socket unit's cgroup, outside the service's, and a socket belongs
+/// to the cgroup it was made in (an accepted one to its listener's), so neither program of the
+/// policy runs for the connections the service accepts. The drop-in says "any service": either
+/// those connections carry its values, or `bpf attach` says in the journal that the unit's
+/// sockets (`kpsb-act.socket`) are not covered. Neither happens: this test fails until then.
+/// (The drop-in with `[Socket]` in `kpsb-act.socket.d/` covers them: docs/ebpf.md.)
+#[test]
+fn ebpf_dropin_on_a_socket_activated_service() {
+    let _serial = serial();
+    let server = static_activated();
+    let sock = static_sock();
+    let c = Container::boot_with("kpsb-act", BPF_NSPAWN_ARGS);
+    c.install_package();
+    c.copy_in(&server, "/usr/local/bin/activated", 0o755);
+    c.copy_in(&sock, "/usr/local/bin/sock", 0o755);
+    c.write(
+        "/etc/systemd/system/kpsb-act.socket",
+        format!("[Socket]\nListenStream=127.0.0.1:{ACT_PORT}\n").as_bytes(),
+    );
+    c.write(
+        "/etc/systemd/system/kpsb-act.service",
+        b"[Service]\nDynamicUser=yes\nExecStart=/usr/local/bin/activated\n",
+    );
+    c.sh(&format!(
+        "mkdir -p /etc/systemd/system/kpsb-act.service.d && \
+         cp {BPF_DROPIN} /etc/systemd/system/kpsb-act.service.d/ && \
+         systemctl daemon-reload && systemctl start kpsb-act.socket"
+    ));
+    let client = readbacks(&c.sh(&format!("/usr/local/bin/sock connect 127.0.0.1 {ACT_PORT}")));
+    assert_eq!(client.len(), 1, "{client:?}");
+    let lines = c.wait_for(
+        "the accepted socket's line in the journal",
+        Duration::from_secs(10),
+        || {
+            let lines = readbacks(&c.journal("kpsb-act.service"));
+            lines.iter().any(|r| r.role == "accepted").then_some(lines)
+        },
+    );
+    let (dir, id, _) = live_cgroup(&c, "kpsb-act.service");
+    let policies = bpf_status(&c);
+    assert!(
+        policies.len() == 1 && policies[0].cgroup == dir && policies[0].cgroup_id == id,
+        "the drop-in did not attach to {dir} ({id}): {policies:?}"
+    );
+    let accepted = lines.iter().find(|r| r.role == "accepted").unwrap();
+    let listener = lines.iter().find(|r| r.role == "listener").unwrap();
+    println!("socket-activated: listener {listener:?}\naccepted {accepted:?}");
+    let journal = c.journal("kpsb-act.service");
+    let said = journal
+        .lines()
+        .any(|line| line.contains("keepalive-preload") && line.contains("kpsb-act.socket"));
+    let covered = accepted.keepalive && accepted.values == SHIPPED;
+    let problem = (!covered && !said).then(|| {
+        format!(
+            "a connection accepted by the socket-activated kpsb-act.service carries \
+             {accepted:?} (the drop-in's {SHIPPED:?} expected), and bpf attach did not say that \
+             kpsb-act.socket's connections are not covered; the journal:\n{journal}"
+        )
+    });
+
+    // The way round, as docs/ebpf.md gives it: the drop-in with [Socket], on the socket unit.
+    c.sh(&format!(
+        "systemctl stop kpsb-act.socket kpsb-act.service && \
+         mkdir -p /etc/systemd/system/kpsb-act.socket.d && \
+         sed 's/^\\[Service\\]/[Socket]/' {BPF_DROPIN} \
+           > /etc/systemd/system/kpsb-act.socket.d/keepalive-bpf.conf && \
+         systemctl daemon-reload && systemctl start kpsb-act.socket"
+    ));
+    let socket_dir = live_cgroup_dir(&c, "kpsb-act.socket");
+    readbacks(&c.sh(&format!("/usr/local/bin/sock connect 127.0.0.1 {ACT_PORT}")));
+    let lines = c.wait_for(
+        "the accepted socket's line in the journal, with the socket unit's drop-in",
+        Duration::from_secs(10),
+        || {
+            let pid = c.property("kpsb-act.service", "MainPID");
+            let lines = readbacks(&c.sh(&format!("journalctl -b --no-pager -o cat _PID={pid}")));
+            lines.iter().any(|r| r.role == "accepted").then_some(lines)
+        },
+    );
+    println!("with the [Socket] drop-in: {lines:?}");
+    for line in &lines {
+        assert!(
+            line.keepalive && line.values == SHIPPED,
+            "with the drop-in on kpsb-act.socket: {line:?}"
+        );
+    }
+    let policies = bpf_status(&c);
+    assert!(
+        policies.iter().any(|p| p.cgroup == socket_dir && !p.stale),
+        "no policy on {socket_dir}: {policies:?}"
+    );
+    c.sh("systemctl stop kpsb-act.socket kpsb-act.service");
+    let left = bpf_status(&c);
+    assert!(left.is_empty(), "after stop: {left:?}");
+
+    if let Some(problem) = problem {
+        panic!("{problem}");
+    }
+}
+
+/// A unit's cgroup directory in the container's unified hierarchy (while it is active).
+fn live_cgroup_dir(c: &Container, unit: &str) -> String {
+    let group = c.property(unit, "ControlGroup");
+    assert!(!group.is_empty(), "{unit} has no ControlGroup");
+    let dir = c
+        .sh(&format!(
+            "for root in /sys/fs/cgroup /sys/fs/cgroup/unified; do \
+             [ \"$(stat -fc %T $root)\" = cgroup2fs ] && echo $root{group} && break; done; true"
+        ))
+        .trim()
+        .to_owned();
+    assert!(!dir.is_empty(), "no cgroup2 hierarchy in the container");
+    dir
+}
+
+/// The package removed, the eBPF drop-in left in /etc (as `dpkg -r` leaves an operator's
+/// copies): as with the library's drop-in, the service should still start (without the
+/// policy), and nothing the command pinned should outlive it with no command left to remove
+/// it. Neither holds: `ExecStartPre=+/usr/bin/keepalive-preload` has no `-`, so the start fails
+/// (203/EXEC), and the policy of the stopped cgroup stays pinned under the bpffs (the
+/// `ExecStopPost=` is skipped: the executable is gone). This test fails until then.
+#[test]
+fn ebpf_dropin_left_behind_after_dpkg_r() {
+    let _serial = serial();
+    let sock = static_sock();
+    let c = Container::boot_with("kpsb-dpkgr", BPF_NSPAWN_ARGS);
+    c.install_package();
+    c.copy_in(&sock, "/usr/local/bin/sock", 0o755);
+    c.write(
+        &format!("/etc/systemd/system/{SOCK_UNIT}"),
+        format!(
+            "[Service]\nDynamicUser=yes\n\
+             ExecStart=/usr/local/bin/sock serve 127.0.0.1 {SOCK_PORT} 1000\n"
+        )
+        .as_bytes(),
+    );
+    c.sh(&format!(
+        "mkdir -p /etc/systemd/system/{SOCK_UNIT}.d && \
+         cp {BPF_DROPIN} /etc/systemd/system/{SOCK_UNIT}.d/ && \
+         systemctl daemon-reload && systemctl start {SOCK_UNIT}"
+    ));
+    assert_eq!(bpf_status(&c).len(), 1);
+    // Where the policies are pinned: bpf attach mounted a bpffs there (/sys is read-only here).
+    let pins = "/run/keepalive-preload/bpffs/keepalive-preload";
+    c.sh(&format!("test -d {pins}/cgroup-*"));
+
+    let removed = c.exec("dpkg -r keepalive-preload");
+    println!(
+        "dpkg -r: {:?}\n{}{}",
+        removed.status, removed.stdout, removed.stderr
+    );
+    assert!(removed.success(), "dpkg -r: {removed:?}");
+    let mut wrong = Vec::new();
+    let restart = c.systemctl(&format!("restart {SOCK_UNIT}"));
+    if !restart.success() {
+        wrong.push(format!(
+            "{SOCK_UNIT} does not start after dpkg -r with the eBPF drop-in left in /etc:\n{}",
+            c.systemctl(&format!("status {SOCK_UNIT}")).stdout
+        ));
+    }
+    c.sh(&format!("systemctl stop {SOCK_UNIT}"));
+    let left = c.sh(&format!("ls {pins} 2>/dev/null; true"));
+    if !left.trim().is_empty() {
+        wrong.push(format!(
+            "pinned after dpkg -r and the unit's stop, with no command left to remove it: {left}"
+        ));
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
