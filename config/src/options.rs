@@ -123,9 +123,15 @@ impl SocketOption {
 
     /// The option a `setsockopt(level, name)` call sets, if it is one of ours.
     pub fn from_level_and_name(level: i32, name: i32) -> Option<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|option| option.level() == level && option.name() == name)
+        // A match, not a search of the table: every setsockopt of the program passes here.
+        match (level, name) {
+            (SOL_SOCKET, SO_KEEPALIVE) => Some(Self::KeepAlive),
+            (IPPROTO_TCP, TCP_KEEPIDLE) => Some(Self::Idle),
+            (IPPROTO_TCP, TCP_KEEPINTVL) => Some(Self::Interval),
+            (IPPROTO_TCP, TCP_KEEPCNT) => Some(Self::Count),
+            (IPPROTO_TCP, TCP_USER_TIMEOUT) => Some(Self::UserTimeout),
+            _ => None,
+        }
     }
 
     /// Whether the kernel accepts `value` for this option (a rejected value is never replaced,
