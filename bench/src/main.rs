@@ -7,9 +7,27 @@
 //! kp-bench unix-socket ITERATIONS         socket(AF_UNIX, SOCK_STREAM, 0) + close
 //! kp-bench tcp-connect ITERATIONS [PORT]  socket + connect + accept + close + close on
 //!                                         127.0.0.1 (PORT 0 or absent: the kernel picks)
+//! kp-bench tcp-setsockopt ITERATIONS [SECONDS]
+//!                                         setsockopt(TCP_KEEPIDLE, SECONDS, default 30) on
+//!                                         one TCP socket, the program's own call
 //! kp-bench spawn       ITERATIONS PROGRAM [ARGS...]
 //!                                         posix_spawn + waitpid; the child gets
 //!                                         LD_PRELOAD=$KP_BENCH_CHILD_PRELOAD when that is set
+//! ```
+//!
+//! And three helpers that are not timed loops (they print their own lines):
+//!
+//! ```text
+//! kp-bench hold SOCKETS                   SOCKETS TCP sockets on 127.0.0.1 (SOCKETS/2
+//!                                         connections, both ends, plus the listener), then
+//!                                         `ready pid=PID sockets=N` and waits for EOF on stdin
+//! kp-bench echo-server ADDRESS PORT       echoes every byte on every connection (a thread each)
+//! kp-bench dead-peer ADDRESS PORT idle|data
+//!                                         connects, sends one byte and reads its echo, prints
+//!                                         `connected pid=PID`, waits for a line on stdin (the
+//!                                         peer is blackholed by then), sends one byte more when
+//!                                         `data`, and blocks in recv until the kernel drops the
+//!                                         connection: prints `gone after=SECONDS error=TEXT`
 //! ```
 //!
 //! Prints one line, `WORKLOAD iterations=N warmup=W ns_per_iteration=X cpu_ns_per_iteration=Y`
@@ -22,6 +40,8 @@ use std::mem::size_of;
 use std::process::ExitCode;
 use std::ptr;
 use std::time::Instant;
+
+mod helpers;
 
 type Loop = Box<dyn FnMut() -> Result<(), String>>;
 
@@ -36,11 +56,25 @@ fn main() -> ExitCode {
 }
 
 fn usage() -> String {
-    "usage: kp-bench {tcp-socket|udp-socket|unix-socket|tcp-connect [PORT]|spawn PROGRAM [ARGS...]} ITERATIONS"
+    "usage: kp-bench {tcp-socket|udp-socket|unix-socket|tcp-connect [PORT]|tcp-setsockopt [SECONDS]|spawn PROGRAM [ARGS...]} ITERATIONS\n       \
+     kp-bench hold SOCKETS | echo-server ADDRESS PORT | dead-peer ADDRESS PORT idle|data"
         .to_owned()
 }
 
+fn parse<T: std::str::FromStr>(text: &str, what: &str) -> Result<T, String> {
+    text.parse()
+        .map_err(|_| format!("{what} must be a whole number, not {text:?}"))
+}
+
 fn run(args: Vec<String>) -> Result<(), String> {
+    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["hold", sockets] => return helpers::hold(parse(sockets, "SOCKETS")?),
+        ["echo-server", address, port] => return helpers::echo_server(address, parse(port, "PORT")?),
+        ["dead-peer", address, port, mode] => {
+            return helpers::dead_peer(address, parse(port, "PORT")?, mode);
+        }
+        _ => {}
+    }
     let [workload, iterations, rest @ ..] = args.as_slice() else {
         return Err(usage());
     };
@@ -54,6 +88,10 @@ fn run(args: Vec<String>) -> Result<(), String> {
         ("tcp-connect", []) => tcp_connect(0)?,
         ("tcp-connect", [port]) => {
             tcp_connect(port.parse().map_err(|_| format!("bad port {port:?}"))?)?
+        }
+        ("tcp-setsockopt", []) => tcp_setsockopt(30)?,
+        ("tcp-setsockopt", [seconds]) => {
+            tcp_setsockopt(seconds.parse().map_err(|_| format!("bad seconds {seconds:?}"))?)?
         }
         ("spawn", [program, arguments @ ..]) => spawn(program, arguments)?,
         _ => return Err(usage()),
@@ -207,6 +245,25 @@ fn tcp_connect(port: u16) -> Result<Loop, String> {
         )?;
         close(accepted)?;
         close(client)
+    }))
+}
+
+/// One TCP socket, then per iteration the program's own setsockopt(TCP_KEEPIDLE): the call a
+/// `KEEPALIVE_OVERRIDE` policy (the library's hook, or an eBPF cgroup/setsockopt program) sees.
+fn tcp_setsockopt(seconds: c_int) -> Result<Loop, String> {
+    // SAFETY: plain socket creation.
+    let fd = check(
+        unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) },
+        "socket",
+    )?;
+    Ok(Box::new(move || {
+        set_option(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_KEEPIDLE,
+            &seconds,
+            "TCP_KEEPIDLE",
+        )
     }))
 }
 

@@ -1,0 +1,171 @@
+"""The policy without the library: `keepalive-preload bpf attach` (eBPF on a cgroup) and
+`keepalive-preload apply` (a running process). Each row detects its feature at run time
+(`keepalive-preload bpf --help` / `apply --help` succeed) and says "not built yet" otherwise."""
+
+import os
+import statistics
+import subprocess
+import time
+
+from .core import (
+    COUNT, IDLE, INTERVAL, NOT_BUILT, PREFIX, Row, interleaved, judge, log, paired, spread, stop,
+)
+
+TABLE = "enforce"
+# The dead-peer settings, 2/1/3 and 3 s, as options of `run`.
+DEAD_PEER_OPTIONS = ["--idle", "2", "--interval", "1", "--count", "3", "--user-timeout", "3s"]
+
+
+def plain_env():
+    """The command's own environment: no KEEP* variable, so only its options count."""
+    return {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
+
+
+def built(ctx, feature):
+    """Whether `keepalive-preload FEATURE --help` succeeds with this build."""
+    if not ctx.command or not os.path.exists(ctx.command):
+        return False
+    try:
+        return subprocess.run([ctx.command, feature, "--help"], env=plain_env(), capture_output=True,
+                              timeout=30).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+def cgroup2_root():
+    with open("/proc/mounts") as file:
+        for line in file:
+            fields = line.split()
+            if len(fields) > 2 and fields[2] == "cgroup2":
+                return fields[1]
+    raise RuntimeError("no cgroup2 hierarchy is mounted")
+
+
+class Cgroup:
+    """A cgroup2 directory of this benchmark (kpbn-…) with, optionally, the policy attached;
+    detached and removed on exit."""
+
+    def __init__(self, ctx, name, options):
+        self.ctx = ctx
+        self.path = os.path.join(cgroup2_root(), PREFIX + name)
+        self.options = options
+        self.attached = False
+
+    def __enter__(self):
+        os.makedirs(self.path, exist_ok=True)
+        if self.options is not None:
+            attach = subprocess.run(
+                [self.ctx.command, "bpf", "attach", "--cgroup", self.path, *self.options],
+                env=plain_env(), capture_output=True, text=True, timeout=60,
+            )
+            if attach.returncode != 0:
+                raise RuntimeError(f"bpf attach failed: {attach.stderr.strip() or attach.stdout.strip()}")
+            self.attached = True
+        return self
+
+    def __exit__(self, *_):
+        if self.attached:
+            subprocess.run([self.ctx.command, "bpf", "detach", "--cgroup", self.path], env=plain_env(),
+                           capture_output=True, timeout=60)
+        # Every process of ours in it has exited by now; the directory goes with them.
+        for _ in range(50):
+            try:
+                os.rmdir(self.path)
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                time.sleep(0.1)
+
+
+def not_built(ctx, number, name, target, feature):
+    ctx.add(Row(TABLE, number, name, {"without": NOT_BUILT, "with": NOT_BUILT}, target, NOT_BUILT,
+                note=f"`keepalive-preload {feature} --help` fails with this build: filled in once it lands."))
+
+
+def bpf(ctx):
+    rounds = ctx.sizes["bpf_rounds"]
+    cases = [
+        ("E1", "eBPF policy: CPU per connection (`kp-bench tcp-connect`: connect + accept + close on "
+               "loopback, a process in the cgroup); ratio with/without the policy, median (min–max) of "
+               f"{rounds} paired rounds", "tcp-connect", ctx.sizes["bpf_connect_iterations"], 1.05),
+        ("E2", "eBPF policy: CPU per `setsockopt(TCP_KEEPIDLE)` call of a program in the cgroup "
+               "(`kp-bench tcp-setsockopt`, KEEPALIVE_OVERRIDE=yes); ratio with/without, median "
+               f"(min–max) of {rounds} paired rounds", "tcp-setsockopt", ctx.sizes["bpf_setsockopt_iterations"],
+         1.10),
+    ]
+    if not built(ctx, "bpf"):
+        log("eBPF rows: `keepalive-preload bpf` is not built yet")
+        for number, name, _, _, limit in cases:
+            not_built(ctx, number, name, f"≤ {limit:.2f}", "bpf")
+        return
+    options = ["--idle", IDLE, "--interval", INTERVAL, "--count", COUNT, "--override", "yes"]
+    port = ctx.port()
+    try:
+        with Cgroup(ctx, "bpf-with", options) as with_policy, Cgroup(ctx, "bpf-without", None) as without:
+            groups = {"with": with_policy.path, "without": without.path}
+            for number, name, workload, iterations, limit in cases:
+                rest = (port,) if workload == "tcp-connect" else (30,)
+                log(f"{number}: {workload}, {rounds} interleaved rounds of {iterations}, with and without the policy")
+
+                def measure(column, _):
+                    return ctx.kp_bench(workload, iterations, *rest, env=plain_env(), cgroup=groups[column])[1]
+
+                times = interleaved(["without", "with"], rounds, measure)
+                ratios = paired(times, "with", "without")
+                cells = {
+                    "without": f"{statistics.median(times['without']):,.0f} ns",
+                    "with": f"{spread(ratios)} ({statistics.median(times['with']):,.0f} ns)",
+                }
+                ctx.add(Row(TABLE, number, name, cells, f"≤ {limit:.2f}", judge(statistics.median(ratios), limit)))
+    except (subprocess.SubprocessError, RuntimeError, OSError) as error:
+        log(f"eBPF rows failed: {error}")
+        done = {row.number for row in ctx.rows}
+        for number, name, _, _, limit in cases:
+            if number not in done:
+                ctx.add(Row(TABLE, number, name, {"without": None, "with": None}, f"≤ {limit:.2f}", "FAIL"))
+
+
+def apply(ctx):
+    sockets, runs = ctx.sizes["apply_sockets"], ctx.sizes["apply_runs"]
+    number = "E3"
+    name = (f"`keepalive-preload apply PID {' '.join(DEAD_PEER_OPTIONS)}` on a process holding "
+            f"{sockets:,} TCP sockets (`kp-bench hold`): wall time, median (min–max) of {runs} runs, "
+            "each changing every socket (--idle alternates 2 and 3)")
+    if not built(ctx, "apply"):
+        log("apply row: `keepalive-preload apply` is not built yet")
+        return not_built(ctx, number, name, "≤ 1 s", "apply")
+    log(f"{number}: apply on {sockets} sockets, {runs} runs")
+    holder = subprocess.Popen([ctx.workload, "hold", str(sockets)], env=plain_env(), stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, start_new_session=True)
+    ctx.children.append(holder)
+    try:
+        ready = holder.stdout.readline().split()
+        if not ready or ready[0] != "ready":
+            raise RuntimeError(f"kp-bench hold said {' '.join(ready)!r}")
+        pid = ready[1].split("=")[1]
+        held = ready[2].split("=")[1]
+        times, last = [], ""
+        for run in range(runs):
+            options = list(DEAD_PEER_OPTIONS)
+            options[1] = "2" if run % 2 == 0 else "3"
+            start = time.monotonic()
+            result = subprocess.run([ctx.command, "apply", pid, *options], env=plain_env(),
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=120)
+            times.append(time.monotonic() - start)
+            if result.returncode != 0:
+                raise RuntimeError(f"apply exited with {result.returncode}: {result.stderr.strip()[-300:]}")
+            last = (result.stderr.strip().splitlines() or [""])[-1]
+        cells = {"without": f"({held} sockets)", "with": spread(times, 3, " s")}
+        ctx.add(Row(TABLE, number, name, cells, "≤ 1 s", judge(statistics.median(times), 1.0),
+                    note=f"apply's own summary of the last run: {last}" if last else ""))
+    except (subprocess.SubprocessError, RuntimeError, OSError, IndexError) as error:
+        log(f"{number} failed: {error}")
+        ctx.add(Row(TABLE, number, name, {"without": None, "with": None}, "≤ 1 s", "FAIL"))
+    finally:
+        try:
+            holder.stdin.close()
+        except OSError:
+            pass
+        stop(holder)
+        ctx.children.remove(holder)
