@@ -26,7 +26,7 @@ from benchlib.core import Context, loadavg, log  # noqa: E402
 
 FULL = {
     "rounds": 21,
-    "spawn_iterations": 100,
+    "spawn_iterations": 40,
     "rss_samples": 9,
     "callgrind_socket": (2000, 12000),
     "callgrind_connect": (200, 1200),
@@ -48,7 +48,7 @@ FULL = {
 SMOKE = dict(
     FULL,
     rounds=2,
-    spawn_iterations=10,
+    spawn_iterations=5,
     rss_samples=1,
     callgrind_socket=(100, 600),
     callgrind_connect=(50, 250),

@@ -15,6 +15,12 @@
 //!                                         LD_PRELOAD=$KP_BENCH_CHILD_PRELOAD when that is set
 //! ```
 //!
+//! `kp-bench spawn-mix ITERATIONS PROGRAM [ARGS...]` runs PROGRAM ITERATIONS times under each
+//! of the setups listed in $KP_BENCH_MIX (separated by `|`; each is an LD_PRELOAD value, `-`
+//! for none, then optional extra NAME=VALUE words), one spawn of each in turn (A B C, C B A, …),
+//! and prints `setup=K runs=N cpu_ns_per_run=X` per setup: the CPU time of the children alone
+//! (wait4's rusage), so that start-up costs are compared spawn by spawn.
+//!
 //! And three helpers that are not timed loops (they print their own lines):
 //!
 //! ```text
@@ -67,9 +73,19 @@ fn parse<T: std::str::FromStr>(text: &str, what: &str) -> Result<T, String> {
 }
 
 fn run(args: Vec<String>) -> Result<(), String> {
-    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         ["hold", sockets] => return helpers::hold(parse(sockets, "SOCKETS")?),
-        ["echo-server", address, port] => return helpers::echo_server(address, parse(port, "PORT")?),
+        ["echo-server", address, port] => {
+            return helpers::echo_server(address, parse(port, "PORT")?);
+        }
+        ["spawn-mix", iterations, program, arguments @ ..] => {
+            return spawn_mix(parse(iterations, "ITERATIONS")?, program, arguments);
+        }
         ["dead-peer", address, port, mode] => {
             return helpers::dead_peer(address, parse(port, "PORT")?, mode);
         }
@@ -90,9 +106,11 @@ fn run(args: Vec<String>) -> Result<(), String> {
             tcp_connect(port.parse().map_err(|_| format!("bad port {port:?}"))?)?
         }
         ("tcp-setsockopt", []) => tcp_setsockopt(30)?,
-        ("tcp-setsockopt", [seconds]) => {
-            tcp_setsockopt(seconds.parse().map_err(|_| format!("bad seconds {seconds:?}"))?)?
-        }
+        ("tcp-setsockopt", [seconds]) => tcp_setsockopt(
+            seconds
+                .parse()
+                .map_err(|_| format!("bad seconds {seconds:?}"))?,
+        )?,
         ("spawn", [program, arguments @ ..]) => spawn(program, arguments)?,
         _ => return Err(usage()),
     };
@@ -264,6 +282,99 @@ fn tcp_setsockopt(seconds: c_int) -> Result<Loop, String> {
             &seconds,
             "TCP_KEEPIDLE",
         )
+    }))
+}
+
+/// `spawn-mix`: see the module documentation.
+fn spawn_mix(iterations: u64, program: &str, arguments: &[&str]) -> Result<(), String> {
+    let mix = std::env::var("KP_BENCH_MIX").map_err(|_| "KP_BENCH_MIX is not set".to_owned())?;
+    let mut setups = Vec::new();
+    for setup in mix.split('|') {
+        let mut words = setup.split_whitespace();
+        let preload = words.next().unwrap_or("-");
+        let mut extra: Vec<String> = words.map(str::to_owned).collect();
+        if preload != "-" {
+            extra.push(format!("LD_PRELOAD={preload}"));
+        }
+        setups.push(child_spawner(program, arguments, &extra)?);
+    }
+    let mut cpu = vec![0u128; setups.len()];
+    for round in 0..iterations {
+        let order: Vec<usize> = if round % 2 == 0 {
+            (0..setups.len()).collect()
+        } else {
+            (0..setups.len()).rev().collect()
+        };
+        for index in order {
+            cpu[index] += setups[index]()?;
+        }
+    }
+    for (index, total) in cpu.iter().enumerate() {
+        println!(
+            "setup={index} runs={iterations} cpu_ns_per_run={:.1}",
+            *total as f64 / iterations.max(1) as f64
+        );
+    }
+    Ok(())
+}
+
+type Spawner = Box<dyn FnMut() -> Result<u128, String>>;
+
+/// A closure that spawns PROGRAM with this environment (less LD_PRELOAD) plus `extra`, waits
+/// for it, and returns the child's CPU time (user + system) in nanoseconds.
+fn child_spawner(program: &str, arguments: &[&str], extra: &[String]) -> Result<Spawner, String> {
+    let to_c = |text: &str| CString::new(text).map_err(|_| format!("NUL in {text:?}"));
+    let program = to_c(program)?;
+    let mut argv_owned = vec![program.clone()];
+    for argument in arguments {
+        argv_owned.push(to_c(argument)?);
+    }
+    let mut env_owned: Vec<CString> = Vec::new();
+    for (name, value) in std::env::vars() {
+        if name != "LD_PRELOAD" && name != "KP_BENCH_MIX" {
+            env_owned.push(to_c(&format!("{name}={value}"))?);
+        }
+    }
+    for word in extra {
+        env_owned.push(to_c(word)?);
+    }
+    let mut argv: Vec<*mut c_char> = argv_owned.iter().map(|a| a.as_ptr().cast_mut()).collect();
+    argv.push(ptr::null_mut());
+    let mut envp: Vec<*mut c_char> = env_owned.iter().map(|e| e.as_ptr().cast_mut()).collect();
+    envp.push(ptr::null_mut());
+    Ok(Box::new(move || {
+        let _owners = (&argv_owned, &env_owned);
+        let mut pid: libc::pid_t = 0;
+        // SAFETY: program, argv and envp are NUL-terminated and live across the call.
+        let spawned = unsafe {
+            libc::posix_spawn(
+                &mut pid,
+                program.as_ptr(),
+                ptr::null(),
+                ptr::null(),
+                argv.as_ptr(),
+                envp.as_ptr(),
+            )
+        };
+        if spawned != 0 {
+            return Err(format!(
+                "posix_spawn: {}",
+                std::io::Error::from_raw_os_error(spawned)
+            ));
+        }
+        let mut status: c_int = 0;
+        // SAFETY: all-zero is a valid rusage.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: pid is our child; status and usage are writable.
+        check(
+            unsafe { libc::wait4(pid, &mut status, 0, &mut usage) },
+            "wait4",
+        )?;
+        if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+            return Err(format!("child exited with status {status:#x}"));
+        }
+        let micros = |time: libc::timeval| time.tv_sec as u128 * 1_000_000 + time.tv_usec as u128;
+        Ok((micros(usage.ru_utime) + micros(usage.ru_stime)) * 1000)
     }))
 }
 

@@ -137,8 +137,4 @@ def markdown(ctx, started, elapsed, load_before, load_after):
             lines.append(f"| {row.number} | {row.name} | {cells} | {row.target} | {row.verdict or ''} |")
         notes = [f"- **{row.number}** {row.note}" for row in rows if row.note]
         lines += [""] + notes + ([""] if notes else [])
-    lines += [
-        summary(ctx.rows),
-        "",
-    ]
     return "\n".join(lines)
