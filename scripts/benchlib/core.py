@@ -16,6 +16,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 IDLE, INTERVAL, COUNT, USER_TIMEOUT = "60", "10", "5", "30000"
@@ -128,6 +129,7 @@ class Context:
         self.children = []
         self.rows = []
         self.used_ports = set()
+        self.port_lock = threading.Lock()
 
     def close(self):
         for child in list(self.children):
@@ -168,16 +170,17 @@ class Context:
 
     def port(self):
         """A free loopback port of this benchmark's range, not handed out before in this run."""
-        candidates = [port for port in PORTS if port not in self.used_ports]
-        random.shuffle(candidates)
-        for port in candidates:
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-                try:
-                    probe.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-            self.used_ports.add(port)
-            return port
+        with self.port_lock:
+            candidates = [port for port in PORTS if port not in self.used_ports]
+            random.shuffle(candidates)
+            for port in candidates:
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                    try:
+                        probe.bind(("127.0.0.1", port))
+                    except OSError:
+                        continue
+                self.used_ports.add(port)
+                return port
         raise RuntimeError("no free port in 44000-44999")
 
     # ---- tools ---------------------------------------------------------------------------

@@ -31,7 +31,7 @@ def server_command(port, directory):
     ]
 
 
-def wait_for(ctx, port, server, seconds):
+def wait_for(ctx, port, server, seconds, directory=None):
     deadline = time.monotonic() + seconds
     while True:
         ping = subprocess.run(
@@ -41,7 +41,12 @@ def wait_for(ctx, port, server, seconds):
         if ping.stdout.strip() == "PONG":
             return
         if server.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"redis-server on port {port} did not answer")
+            why = ""
+            for path in (os.path.join(directory, "log"), os.path.join(directory, "valgrind.log")):
+                if directory and os.path.exists(path):
+                    with open(path, errors="replace") as file:
+                        why += " | " + " / ".join(file.read().strip().splitlines()[-3:])
+            raise RuntimeError(f"redis-server on port {port} did not answer (exit {server.poll()}){why}")
         time.sleep(0.1)
 
 
@@ -71,18 +76,32 @@ def benchmark(ctx, port, requests, k0):
 
 def callgrind_server(ctx, column, requests, k0):
     """Runs one redis-server under callgrind for one fixed redis-benchmark run (requests=0:
-    start, one PING, stop) and returns the callgrind output file."""
+    start, one PING, stop) and returns the callgrind output file. Our port range lies inside
+    the kernel's ephemeral range, so another run's client may hold the chosen port by the time
+    the server binds it: then it starts again on another port."""
+    for attempt in range(3):
+        try:
+            return callgrind_server_once(ctx, column, requests, k0)
+        except RuntimeError as error:
+            if "did not answer" not in str(error) or attempt == 2:
+                raise
+            log(f"redis-server ({column}) did not start, again on another port: {error}")
+    raise RuntimeError("unreachable")
+
+
+def callgrind_server_once(ctx, column, requests, k0):
     port = ctx.port()
     directory = os.path.join(ctx.tmp, f"redis-callgrind-{port}")
     os.makedirs(directory, exist_ok=True)
     out = os.path.join(directory, "callgrind.out")
     server = subprocess.Popen(
-        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *server_command(port, directory)],
+        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+         f"--log-file={os.path.join(directory, 'valgrind.log')}", *server_command(port, directory)],
         env=ctx.env(column), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     ctx.children.append(server)
     try:
-        wait_for(ctx, port, server, 120)
+        wait_for(ctx, port, server, 120, directory)
         if requests:
             benchmark(ctx, port, requests, k0)
         subprocess.run(["redis-cli", "-p", str(port), "shutdown", "nosave"], env=ctx.settings("none"),
@@ -217,7 +236,7 @@ def requests(ctx):
                                       start_new_session=True)
             ctx.children.append(server)
             servers[column] = (server, port)
-            wait_for(ctx, port, server, 15)
+            wait_for(ctx, port, server, 15, directory)
 
         def measure(column, _):
             server, port = servers[column]
