@@ -36,9 +36,10 @@ FULL = {
     "redis_rounds": 7,
     "redis_rps_requests": 10000,
     "redis_rps_requests_k0": 2000,
-    "bpf_rounds": 15,
-    "bpf_connect_iterations": 2000,
-    "bpf_setsockopt_iterations": 50000,
+    "bpf_runs": 4,
+    "bpf_blocks": 50,
+    "bpf_connect_block": 100,
+    "bpf_setsockopt_block": 5000,
     "apply_sockets": 10000,
     "apply_runs": 5,
     "dead_runs": 5,
@@ -57,9 +58,10 @@ SMOKE = dict(
     redis_rounds=1,
     redis_rps_requests=1000,
     redis_rps_requests_k0=200,
-    bpf_rounds=2,
-    bpf_connect_iterations=200,
-    bpf_setsockopt_iterations=2000,
+    bpf_runs=1,
+    bpf_blocks=4,
+    bpf_connect_block=50,
+    bpf_setsockopt_block=1000,
     apply_sockets=1000,
     apply_runs=1,
     dead_runs=1,
@@ -94,7 +96,7 @@ def main():
     args = parser.parse_args()
     sizes = dict(SMOKE if args.smoke else FULL)
     if args.rounds:
-        sizes.update(rounds=args.rounds, bpf_rounds=args.rounds, redis_rounds=args.rounds)
+        sizes.update(rounds=args.rounds, redis_rounds=args.rounds)
     only = set(args.only.split(",")) if args.only else None
     if only and only - {name for name, _ in STEPS}:
         parser.error(f"unknown steps {', '.join(sorted(only - {name for name, _ in STEPS}))}")

@@ -21,6 +21,12 @@
 //! and prints `setup=K runs=N cpu_ns_per_run=X` per setup: the CPU time of the children alone
 //! (wait4's rusage), so that start-up costs are compared spawn by spawn.
 //!
+//! `kp-bench alternate tcp-connect|tcp-setsockopt ITERATIONS BLOCKS CGROUP_A CGROUP_B [ARG_A ARG_B]`
+//! builds the workload once in each cgroup (cgroup2 directories: the process moves itself
+//! between them; ARG_A/ARG_B are each one's PORT or SECONDS), then runs BLOCKS pairs of blocks
+//! of ITERATIONS iterations, A B, B A, …, each in its own cgroup, and prints one line per pair,
+//! `a_ns=X b_ns=Y` (CPU time per iteration): two settings compared milliseconds apart.
+//!
 //! And three helpers that are not timed loops (they print their own lines):
 //!
 //! ```text
@@ -85,6 +91,23 @@ fn run(args: Vec<String>) -> Result<(), String> {
         }
         ["spawn-mix", iterations, program, arguments @ ..] => {
             return spawn_mix(parse(iterations, "ITERATIONS")?, program, arguments);
+        }
+        [
+            "alternate",
+            workload,
+            iterations,
+            blocks,
+            with,
+            without,
+            rest @ ..,
+        ] => {
+            return alternate(
+                workload,
+                parse(iterations, "ITERATIONS")?,
+                parse(blocks, "BLOCKS")?,
+                [with, without],
+                rest,
+            );
         }
         ["dead-peer", address, port, mode] => {
             return helpers::dead_peer(address, parse(port, "PORT")?, mode);
@@ -283,6 +306,58 @@ fn tcp_setsockopt(seconds: c_int) -> Result<Loop, String> {
             "TCP_KEEPIDLE",
         )
     }))
+}
+
+/// Moves this process into a cgroup2 directory.
+fn join_cgroup(directory: &str) -> Result<(), String> {
+    std::fs::write(
+        format!("{directory}/cgroup.procs"),
+        std::process::id().to_string(),
+    )
+    .map_err(|e| format!("joining {directory}: {e}"))
+}
+
+/// `alternate`: see the module documentation.
+fn alternate(
+    workload: &str,
+    iterations: u64,
+    blocks: u64,
+    cgroups: [&str; 2],
+    rest: &[&str],
+) -> Result<(), String> {
+    let mut bodies = Vec::new();
+    for (index, cgroup) in cgroups.iter().enumerate() {
+        join_cgroup(cgroup)?;
+        let argument = rest.get(index).copied();
+        let body: Loop = match (workload, argument) {
+            ("tcp-connect", port) => tcp_connect(parse(port.unwrap_or("0"), "PORT")?)?,
+            ("tcp-setsockopt", seconds) => {
+                tcp_setsockopt(parse(seconds.unwrap_or("30"), "SECONDS")?)?
+            }
+            _ => return Err(usage()),
+        };
+        bodies.push(body);
+    }
+    for (index, body) in bodies.iter_mut().enumerate() {
+        join_cgroup(cgroups[index])?;
+        for _ in 0..iterations {
+            body()?;
+        }
+    }
+    for pair in 0..blocks {
+        let mut nanos = [0f64; 2];
+        let order = if pair % 2 == 0 { [0, 1] } else { [1, 0] };
+        for index in order {
+            join_cgroup(cgroups[index])?;
+            let start = cpu_nanos();
+            for _ in 0..iterations {
+                bodies[index]()?;
+            }
+            nanos[index] = (cpu_nanos() - start) / iterations.max(1) as f64;
+        }
+        println!("a_ns={:.1} b_ns={:.1}", nanos[0], nanos[1]);
+    }
+    Ok(())
 }
 
 /// `spawn-mix`: see the module documentation.
