@@ -164,19 +164,26 @@ def size(ctx):
 def instructions(ctx):
     cases = [
         ("L4", "user-space instructions added per TCP socket (`socket()`+`close()`; callgrind, "
-               "difference of two loop sizes)", "tcp-socket", ctx.sizes["callgrind_socket"], True),
-        ("I1", "user-space instructions added per UDP socket (`socket()`+`close()`)", "udp-socket",
+               "difference of two loop sizes)", "tcp-socket", (), {}, ctx.sizes["callgrind_socket"], True),
+        ("I1", "user-space instructions added per UDP socket (`socket()`+`close()`)", "udp-socket", (), {},
          ctx.sizes["callgrind_socket"], False),
         ("I2", "user-space instructions added per loopback connection (client `socket()`+`connect()` "
-               "and the accepted socket)", "tcp-connect", ctx.sizes["callgrind_connect"], False),
+               "and the accepted socket)", "tcp-connect", (ctx.port(),), {}, ctx.sizes["callgrind_connect"], False),
+        ("I3", "user-space instructions added per `setsockopt(TCP_KEEPIDLE, 30)` of the program, "
+               "KEEPALIVE_OVERRIDE=no (default)", "tcp-setsockopt", (30,), {}, ctx.sizes["callgrind_socket"], False),
+        ("I4", "user-space instructions added per `setsockopt(TCP_KEEPIDLE, 30)` of the program, "
+               "KEEPALIVE_OVERRIDE=yes", "tcp-setsockopt", (30,), {"KEEPALIVE_OVERRIDE": "yes"},
+         ctx.sizes["callgrind_socket"], False),
     ]
-    for number, name, workload, (small, large), targeted in cases:
+    for number, name, workload, rest, extra, (small, large), targeted in cases:
         log(f"instructions: callgrind {workload} at {small} and {large} iterations")
         per = {}
         try:
             for column in COLUMNS:
-                low = ctx.callgrind_total(ctx.env(column), [ctx.workload, workload, str(small)])
-                high = ctx.callgrind_total(ctx.env(column), [ctx.workload, workload, str(large)])
+                command = [ctx.workload, workload]
+                rest_ = [str(value) for value in rest]
+                low = ctx.callgrind_total(ctx.env(column, extra), command + [str(small)] + rest_)
+                high = ctx.callgrind_total(ctx.env(column, extra), command + [str(large)] + rest_)
                 per[column] = per_iteration(low, high, small, large)
         except (subprocess.SubprocessError, RuntimeError, OSError) as error:
             log(f"{number} failed: {error}")
