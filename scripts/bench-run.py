@@ -69,9 +69,9 @@ SMOKE = dict(
 )
 
 STEPS = [
-    ("size", library.size),
     ("startup", library.startup),
     ("memory", library.memory),
+    ("size", library.size),
     ("instructions", library.instructions),
     ("syscalls", library.syscalls),
     ("redis", redis.instructions),

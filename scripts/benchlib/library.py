@@ -195,7 +195,7 @@ def instructions(ctx):
             elif column == "none":
                 cells[column] = f"({per['none']:,.0f} per iteration)"
             else:
-                cells[column] = f"{per[column] - per['none']:,.0f}"
+                cells[column] = f"{round(per[column] - per['none']) + 0:,}"
         if not targeted:
             ctx.add(Row("info", number, name, cells))
             continue
