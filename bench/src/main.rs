@@ -308,6 +308,17 @@ fn tcp_setsockopt(seconds: c_int) -> Result<Loop, String> {
     }))
 }
 
+/// The order of `count` setups in round `round`: A B C, then C B A, and so on (the same order
+/// as scripts/benchlib/core.py's `interleaved`): no setup always first, a linear drift falls on
+/// all alike.
+fn interleaved(round: u64, count: usize) -> Vec<usize> {
+    if round & 1 == 0 {
+        (0..count).collect()
+    } else {
+        (0..count).rev().collect()
+    }
+}
+
 /// Moves this process into a cgroup2 directory.
 fn join_cgroup(directory: &str) -> Result<(), String> {
     std::fs::write(
@@ -346,8 +357,7 @@ fn alternate(
     }
     for pair in 0..blocks {
         let mut nanos = [0f64; 2];
-        let order = if pair % 2 == 0 { [0, 1] } else { [1, 0] };
-        for index in order {
+        for index in interleaved(pair, 2) {
             join_cgroup(cgroups[index])?;
             let start = cpu_nanos();
             for _ in 0..iterations {
@@ -375,12 +385,7 @@ fn spawn_mix(iterations: u64, program: &str, arguments: &[&str]) -> Result<(), S
     }
     let mut cpu = vec![0u128; setups.len()];
     for round in 0..iterations {
-        let order: Vec<usize> = if round % 2 == 0 {
-            (0..setups.len()).collect()
-        } else {
-            (0..setups.len()).rev().collect()
-        };
-        for index in order {
+        for index in interleaved(round, setups.len()) {
             cpu[index] += setups[index]()?;
         }
     }
