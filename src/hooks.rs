@@ -1,6 +1,7 @@
 //! The exported hooks. Each calls the real function exactly once, first, and returns exactly
-//! what it returned with the errno it set; the library's work comes after, only on success,
-//! and reads nothing of the program's memory that the kernel has not just read successfully.
+//! what it returned with the errno it set; the library's work comes after, only once the
+//! kernel has accepted the call, and never reads the program's memory: what it needs to know
+//! (addresses, values) it asks the kernel.
 //! (Its own system calls are raw and leave errno alone.)
 
 use core::ffi::{c_int, c_void};
@@ -19,10 +20,12 @@ fn errno() -> c_int {
 /// The C `socket` contract.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn socket(domain: c_int, kind: c_int, protocol: c_int) -> c_int {
+    // Judged from the arguments (values, not memory) before the call: less to keep across it.
+    let tcp = policy::is_tcp_request(domain, kind, protocol);
     // SAFETY: the program's own call, forwarded unchanged.
     let fd = unsafe { real::socket()(domain, kind, protocol) };
-    if fd >= 0 {
-        policy::after_socket(fd, domain, kind, protocol);
+    if tcp && fd >= 0 {
+        policy::after_tcp_socket(fd);
     }
     fd
 }
@@ -33,7 +36,9 @@ pub unsafe extern "C" fn socket(domain: c_int, kind: c_int, protocol: c_int) -> 
 pub unsafe extern "C" fn connect(fd: c_int, address: *const sockaddr, length: socklen_t) -> c_int {
     // SAFETY: the program's own call, forwarded unchanged.
     let result = unsafe { real::connect()(fd, address, length) };
-    if result == 0 || errno() == libc::EINPROGRESS {
+    // EINPROGRESS (nonblocking) and EINTR (a blocking one interrupted by a signal): the kernel
+    // took the address and the connection goes on without the program waiting for it.
+    if result == 0 || matches!(errno(), libc::EINPROGRESS | libc::EINTR) {
         policy::after_connect(fd);
     }
     result
@@ -99,10 +104,9 @@ pub unsafe extern "C" fn setsockopt(
     if result == 0
         && let Some(option) = policy::watches_setsockopt(level, name)
     {
-        // SAFETY: the kernel has just read an int at `value` for this option (it refuses a
-        // shorter length or an unreadable address), so the same read is valid.
-        let asked = unsafe { value.cast::<c_int>().read_unaligned() };
-        policy::after_setsockopt(fd, option, asked);
+        // What the program asked for is read back from the kernel, not from `value`: the
+        // library never touches the program's memory, even after the kernel accepted it.
+        policy::after_setsockopt(fd, option);
     }
     result
 }

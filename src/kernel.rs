@@ -2,9 +2,9 @@
 //! net.ipv4.tcp_keepalive_* sysctls): what tells a value the program set from an untouched one
 //! when a socket is configured late (`Override::settle`).
 //!
-//! Learnt once, from a socket nobody has touched yet: the first TCP socket the program makes
-//! while only address filters decide (its socket() is otherwise left alone), or else a
-//! throwaway socket at the first moment they are needed. The library reads no files.
+//! Learnt once, from a socket nobody has touched yet — the first TCP socket the program makes,
+//! before the library sets anything on it — or else from a throwaway socket at the first moment
+//! they are needed (an inherited listener's first accept). The library reads no files.
 
 use core::ffi::c_int;
 use core::sync::atomic::{AtomicU32, Ordering};
@@ -27,11 +27,19 @@ fn known() -> Option<KernelDefaults> {
     (defaults.idle != 0 && defaults.interval != 0 && defaults.count != 0).then_some(defaults)
 }
 
-/// Reads the timings of `fd`, a TCP socket nobody has set options on, unless already known.
+/// Reads the timings of `fd`, a TCP socket nobody has set options on, unless already known
+/// (one load once they are: socket()'s common case calls it for every TCP socket).
+#[inline(always)]
 pub fn learn_from_untouched(fd: c_int) {
-    if known().is_some() {
+    if COUNT.load(Ordering::Relaxed) != 0 {
         return;
     }
+    learn_now(fd);
+}
+
+#[cold]
+#[inline(never)]
+fn learn_now(fd: c_int) {
     let read = |option: SocketOption| {
         sys::get_int(fd, option.level(), option.name())
             .ok()
@@ -44,7 +52,8 @@ pub fn learn_from_untouched(fd: c_int) {
     ) {
         IDLE.store(idle, Ordering::Relaxed);
         INTERVAL.store(interval, Ordering::Relaxed);
-        COUNT.store(count, Ordering::Relaxed);
+        // Last: `learn_from_untouched` tests it alone.
+        COUNT.store(count, Ordering::Release);
     }
 }
 

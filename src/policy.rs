@@ -21,19 +21,34 @@ use crate::{kernel, log};
 
 /// A TCP stream socket as socket() asks for one.
 #[inline(always)]
-fn is_tcp_request(domain: c_int, kind: c_int, protocol: c_int) -> bool {
+pub fn is_tcp_request(domain: c_int, kind: c_int, protocol: c_int) -> bool {
     matches!(domain, libc::AF_INET | libc::AF_INET6)
         && kind & !(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC) == libc::SOCK_STREAM
         && matches!(protocol, 0 | libc::IPPROTO_TCP)
 }
 
-/// After a successful socket(): without address filters, a new TCP socket gets every
-/// planned option, one setsockopt each (nobody has set anything on it yet).
+/// After socket() made a TCP socket: without address filters it gets every planned option,
+/// one setsockopt each (nobody has set anything on it yet). The common case stays in the hook.
 #[inline(always)]
-pub fn after_socket(fd: c_int, domain: c_int, kind: c_int, protocol: c_int) {
-    if !is_tcp_request(domain, kind, protocol) {
-        return;
+pub fn after_tcp_socket(fd: c_int) {
+    match runtime::quick() {
+        Some(runtime) => {
+            kernel::learn_from_untouched(fd);
+            // tests/panic_free.rs builds with this cfg to prove such a path fails the link.
+            #[cfg(keepalive_panic_probe)]
+            let _ = sys::set_int(fd, 1, 1, [1, 2, 3][fd as usize % 7]);
+            for step in runtime.steps() {
+                let _ = sys::set_int_at(fd, step.level, step.name, &step.value);
+            }
+        }
+        None => after_tcp_socket_otherwise(fd),
     }
+}
+
+/// socket()'s other cases: the library not loaded yet, address filters, the debug log.
+#[cold]
+#[inline(never)]
+fn after_tcp_socket_otherwise(fd: c_int) {
     let Some(runtime) = runtime::get() else {
         return;
     };
@@ -43,16 +58,14 @@ pub fn after_socket(fd: c_int, domain: c_int, kind: c_int, protocol: c_int) {
         kernel::learn_from_untouched(fd);
         return;
     }
-    for &(option, value) in runtime.plan.steps() {
-        let _ = sys::set_int(fd, option.level(), option.name(), value);
+    for step in runtime.steps() {
+        let _ = sys::set_int(fd, step.level, step.name, step.value);
     }
-    if log::enabled(runtime.log, LogLevel::Debug) {
-        log::event(
-            runtime.log,
-            LogLevel::Debug,
-            format_args!("fd {fd} configured at socket(): {}", Planned(runtime)),
-        );
-    }
+    log::event(
+        runtime.log,
+        LogLevel::Debug,
+        format_args!("fd {fd} configured at socket(): {}", Planned(runtime)),
+    );
 }
 
 /// After a connect() the kernel accepted (0, or EINPROGRESS): with address filters, the
@@ -107,8 +120,12 @@ pub fn after_accept(fd: c_int) {
         if !sys::is_tcp(fd) || current != 0 {
             return;
         }
-    } else if runtime.plan.value(witness) == Some(current) {
-        // (A TCP-level option read back at all means a TCP socket.)
+    } else if runtime.plan.value(witness) == Some(current)
+        && (witness == SocketOption::UserTimeout
+            || current != witness.kernel_default(kernel::defaults()))
+    {
+        // Ours, and not merely the kernel's default that happens to equal it: the listener
+        // was configured. (A TCP-level option read back at all means a TCP socket.)
         return;
     }
     let local = sys::local_address(fd);
@@ -163,15 +180,17 @@ fn settle(runtime: &Runtime, fd: c_int, decision: Decision, event: Event) {
     );
 }
 
-/// After the program's own setsockopt succeeded with `asked` for one of our options: under
-/// KEEPALIVE_OVERRIDE=yes|tighten, our value replaces it on a targeted TCP socket.
-///
-/// The value is read only now that the kernel has read the same int successfully.
-pub fn after_setsockopt(fd: c_int, option: SocketOption, asked: c_int) {
+/// After the program's own setsockopt of one of our options succeeded: under
+/// KEEPALIVE_OVERRIDE=yes|tighten, our value replaces the one it set on a targeted TCP socket.
+pub fn after_setsockopt(fd: c_int, option: SocketOption) {
     let Some(runtime) = runtime::get() else {
         return;
     };
     let Some(configured) = runtime.plan.value(option) else {
+        return;
+    };
+    // The value the program set, as the kernel holds it now.
+    let Ok(asked) = sys::get_int(fd, option.level(), option.name()) else {
         return;
     };
     let Some(chosen) = runtime.policy.replace(option, asked, configured) else {

@@ -6,7 +6,7 @@
 use core::cell::UnsafeCell;
 use core::ffi::{CStr, c_char, c_int, c_void};
 use core::mem::MaybeUninit;
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
 
 use keepalive_config::{
     Config, KernelDefaults, LogLevel, NetRange, NetSet, Override, PREFIX, Plan, PortSet,
@@ -25,9 +25,27 @@ pub struct Runtime {
     pub nets: Option<NetSet<'static>>,
     /// The option whose value tells, on an accepted socket, that its listener was configured.
     pub witness: SocketOption,
+    /// socket() may configure a TCP socket at once, with `steps` and nothing else: no address
+    /// filter, no debug log.
+    pub quick: bool,
+    /// The plan with each option's level and name looked up once.
+    steps: [RawStep; SocketOption::COUNT],
+    step_count: usize,
+}
+
+/// One setsockopt of the plan, ready for the system call.
+#[derive(Clone, Copy)]
+pub struct RawStep {
+    pub level: c_int,
+    pub name: c_int,
+    pub value: c_int,
 }
 
 impl Runtime {
+    pub fn steps(&self) -> &[RawStep] {
+        self.steps.get(..self.step_count).unwrap_or(&[])
+    }
+
     pub fn filters_by_address(&self) -> bool {
         self.ports.is_some() || self.nets.is_some()
     }
@@ -47,6 +65,9 @@ const INACTIVE: u8 = 3;
 
 static STATE: AtomicU8 = AtomicU8::new(UNLOADED);
 
+/// The runtime, published here too when it is `quick`: socket()'s common case is one load.
+static QUICK: AtomicPtr<Runtime> = AtomicPtr::new(core::ptr::null_mut());
+
 /// A static written once, by the one thread that moved STATE from UNLOADED to LOADING, before
 /// it publishes ACTIVE; read only after ACTIVE is seen.
 struct WriteOnce<T>(UnsafeCell<T>);
@@ -56,6 +77,14 @@ unsafe impl<T> Sync for WriteOnce<T> {}
 
 static RUNTIME: WriteOnce<MaybeUninit<Runtime>> = WriteOnce(UnsafeCell::new(MaybeUninit::uninit()));
 static PORTS: WriteOnce<PortSet> = WriteOnce(UnsafeCell::new(PortSet::EMPTY));
+
+/// The runtime when socket() may configure a TCP socket at once (see `Runtime::quick`).
+#[inline(always)]
+pub fn quick() -> Option<&'static Runtime> {
+    // SAFETY: only ever null or the address of the runtime in RUNTIME, published after it was
+    // written and never changed again.
+    unsafe { QUICK.load(Ordering::Acquire).as_ref() }
+}
 
 /// The runtime if the library is active; never starts the load (the hooks' fast paths).
 #[inline(always)]
@@ -92,7 +121,10 @@ fn load_now() -> Option<&'static Runtime> {
     let state = match runtime {
         Some(runtime) => {
             // SAFETY: only this thread writes, and nobody reads before ACTIVE below.
-            unsafe { (*RUNTIME.0.get()).write(runtime) };
+            let written = unsafe { (*RUNTIME.0.get()).write(runtime) };
+            if written.quick {
+                QUICK.store(written, Ordering::Release);
+            }
             ACTIVE
         }
         None => INACTIVE,
@@ -202,19 +234,39 @@ fn runtime_from(config: &Config<'_>, kernel: KernelDefaults) -> Runtime {
         Some(list.build(storage))
     });
     let plan = config.plan(kernel);
-    let witness = plan
-        .steps()
-        .iter()
-        .map(|&(option, _)| option)
-        .find(|option| option.level() == keepalive_config::IPPROTO_TCP)
-        .unwrap_or(SocketOption::KeepAlive);
+    // TCP_USER_TIMEOUT is 0 unless set, and ours never is: the one witness that cannot be
+    // mistaken for the kernel's default. Otherwise the first TCP-level option planned.
+    let witness = if plan.value(SocketOption::UserTimeout).is_some() {
+        SocketOption::UserTimeout
+    } else {
+        plan.steps()
+            .iter()
+            .map(|&(option, _)| option)
+            .find(|option| option.level() == keepalive_config::IPPROTO_TCP)
+            .unwrap_or(SocketOption::KeepAlive)
+    };
+    let mut steps = [RawStep {
+        level: 0,
+        name: 0,
+        value: 0,
+    }; SocketOption::COUNT];
+    for (step, &(option, value)) in steps.iter_mut().zip(plan.steps()) {
+        *step = RawStep {
+            level: option.level(),
+            name: option.name(),
+            value,
+        };
+    }
     Runtime {
+        quick: ports.is_none() && nets.is_none() && !log::enabled(config.log, LogLevel::Debug),
         log: config.log,
         policy: config.override_policy,
         plan,
         ports,
         nets,
         witness,
+        steps,
+        step_count: plan.steps().len(),
     }
 }
 

@@ -4,9 +4,11 @@
 //! functions the library needs at load (dlsym, getenv, ...) are called from `runtime`.
 
 use core::mem::{MaybeUninit, size_of};
-use core::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use core::net::SocketAddr;
 
-use libc::{c_int, c_long, sockaddr_in, sockaddr_in6, sockaddr_storage, socklen_t};
+use keepalive_config::sockaddr;
+
+use libc::{c_int, c_long, socklen_t};
 
 /// `getsockopt(SOL_SOCKET, SO_PEERNAME)`: the peer address even while a connect() is still in
 /// progress (getpeername() says ENOTCONN in SYN_SENT).
@@ -41,6 +43,43 @@ unsafe fn syscall6(number: c_long, args: [usize; 6]) -> isize {
         );
     }
     result
+}
+
+/// A system call with five arguments (one register less to set than `syscall6`).
+///
+/// # Safety
+/// As for `syscall6`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn syscall5(number: c_long, args: [usize; 5]) -> isize {
+    let result: isize;
+    // SAFETY: the caller passes a valid system call; `syscall` clobbers only rcx and r11.
+    unsafe {
+        core::arch::asm!(
+            "syscall",
+            inlateout("rax") number as isize => result,
+            in("rdi") args[0],
+            in("rsi") args[1],
+            in("rdx") args[2],
+            in("r10") args[3],
+            in("r8") args[4],
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    result
+}
+
+/// On aarch64 the sixth register costs nothing worth a second function.
+///
+/// # Safety
+/// As for `syscall6`.
+#[cfg(target_arch = "aarch64")]
+#[inline(always)]
+unsafe fn syscall5(number: c_long, [a, b, c, d, e]: [usize; 5]) -> isize {
+    // SAFETY: as the caller's.
+    unsafe { syscall6(number, [a, b, c, d, e, 0]) }
 }
 
 /// As above, for aarch64 (`svc 0`, number in x8).
@@ -78,19 +117,19 @@ fn int(value: c_int) -> usize {
 }
 
 pub fn set_int(fd: c_int, level: c_int, name: c_int, value: c_int) -> Result<(), Errno> {
+    set_int_at(fd, level, name, &value)
+}
+
+/// setsockopt of the int at `value` itself (the runtime's plan, without a copy to the stack).
+#[inline(always)]
+pub fn set_int_at(fd: c_int, level: c_int, name: c_int, value: &c_int) -> Result<(), Errno> {
     let length = size_of::<c_int>();
-    // SAFETY: setsockopt reads `length` bytes at &value, which lives across the call.
+    let value: *const c_int = value;
+    // SAFETY: setsockopt reads `length` bytes at `value`, a live int.
     let result = unsafe {
-        syscall6(
+        syscall5(
             libc::SYS_setsockopt,
-            [
-                int(fd),
-                int(level),
-                int(name),
-                (&raw const value) as usize,
-                length,
-                0,
-            ],
+            [int(fd), int(level), int(name), value as usize, length],
         )
     };
     checked(result).map(|_| ())
@@ -196,47 +235,17 @@ pub fn connecting_peer_address(fd: c_int) -> Option<SocketAddr> {
             }
         })
     };
-    match ask(size_of::<sockaddr_in>()) {
+    match ask(sockaddr::V4_LENGTH) {
         Some(SocketAddr::V4(v4)) => Some(SocketAddr::V4(v4)),
-        _ => ask(size_of::<sockaddr_in6>()),
+        _ => ask(sockaddr::V6_LENGTH),
     }
 }
 
-fn address_query(
-    query: impl FnOnce(*mut sockaddr_storage, *mut socklen_t) -> isize,
-) -> Option<SocketAddr> {
-    let mut storage = MaybeUninit::<sockaddr_storage>::zeroed();
-    let mut length = size_of::<sockaddr_storage>() as socklen_t;
-    checked(query(storage.as_mut_ptr(), &raw mut length)).ok()?;
-    // SAFETY: zeroed storage is a valid sockaddr_storage; the kernel filled `length` bytes.
-    let storage = unsafe { storage.assume_init() };
-    decode(&storage, usize::try_from(length).ok()?)
-}
-
-/// An IPv4 or IPv6 address the kernel wrote; `None` for another family or a short length.
-fn decode(storage: &sockaddr_storage, length: usize) -> Option<SocketAddr> {
-    match c_int::from(storage.ss_family) {
-        libc::AF_INET if length >= size_of::<sockaddr_in>() => {
-            // SAFETY: sockaddr_storage is large and aligned enough for any sockaddr, and the
-            // kernel wrote a whole sockaddr_in.
-            let v4 = unsafe { *(&raw const *storage).cast::<sockaddr_in>() };
-            Some(SocketAddr::V4(SocketAddrV4::new(
-                Ipv4Addr::from(u32::from_be(v4.sin_addr.s_addr)),
-                u16::from_be(v4.sin_port),
-            )))
-        }
-        libc::AF_INET6 if length >= size_of::<sockaddr_in6>() => {
-            // SAFETY: as above, for a whole sockaddr_in6.
-            let v6 = unsafe { *(&raw const *storage).cast::<sockaddr_in6>() };
-            Some(SocketAddr::V6(SocketAddrV6::new(
-                Ipv6Addr::from(v6.sin6_addr.s6_addr),
-                u16::from_be(v6.sin6_port),
-                v6.sin6_flowinfo,
-                v6.sin6_scope_id,
-            )))
-        }
-        _ => None,
-    }
+fn address_query(query: impl FnOnce(*mut u8, *mut socklen_t) -> isize) -> Option<SocketAddr> {
+    let mut bytes = [0u8; sockaddr::STORAGE_LENGTH];
+    let mut length = bytes.len() as socklen_t;
+    checked(query(bytes.as_mut_ptr(), &raw mut length)).ok()?;
+    sockaddr::decode(bytes.get(..usize::try_from(length).ok()?)?)
 }
 
 /// A throwaway IPv4 TCP socket, closed again at once (for reading the kernel's defaults).

@@ -2,10 +2,11 @@
 
 use std::process::ExitCode;
 
-use keepalive_config::{KernelDefaults, PREFIX, VARIABLES};
+use keepalive_config::{PREFIX, VARIABLES};
 
 use crate::EXIT_ERROR;
-use crate::inspect::{LIBRARY_STEM, mapped_library};
+use crate::library::{LIBRARY_STEM, mapped_library};
+use crate::settings::kernel_defaults;
 
 pub fn check() -> ExitCode {
     let parsed = crate::settings::from_own_environment();
@@ -24,6 +25,7 @@ pub fn check() -> ExitCode {
     );
     let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
     let preload = std::env::var("LD_PRELOAD").unwrap_or_default();
+    let preload = expand_lib_token(&preload, library_dir_of_libc(&maps).as_deref());
     match preload_check(mapped_library(&maps).as_deref(), &preload) {
         Ok(line) => println!("{PREFIX}: {line}"),
         Err(problem) => problems.push(format!("{PREFIX}: {problem}")),
@@ -78,19 +80,46 @@ pub fn preload_check(mapped: Option<&str>, preload: &str) -> Result<String, Stri
     }
 }
 
-/// The keepalive sysctls of this network namespace, for resolving `auto`; Linux's compiled-in
-/// defaults where one cannot be read.
-pub fn kernel_defaults() -> KernelDefaults {
-    let read = |name: &str, fallback: u32| {
-        std::fs::read_to_string(format!("/proc/sys/net/ipv4/{name}"))
-            .ok()
-            .and_then(|text| text.trim().parse().ok())
-            .unwrap_or(fallback)
-    };
-    let linux = KernelDefaults::default();
-    KernelDefaults {
-        idle: read("tcp_keepalive_time", linux.idle),
-        interval: read("tcp_keepalive_intvl", linux.interval),
-        count: read("tcp_keepalive_probes", linux.count),
+/// ld.so's `$LIB` (and `${LIB}`) in LD_PRELOAD, expanded as the loader does for this process:
+/// the library directory of the C library it runs on (`lib/x86_64-linux-gnu` on Debian).
+pub fn expand_lib_token(preload: &str, lib: Option<&str>) -> String {
+    match lib {
+        Some(lib) => preload.replace("${LIB}", lib).replace("$LIB", lib),
+        None => preload.to_owned(),
+    }
+}
+
+/// `lib/x86_64-linux-gnu` from the libc.so.6 mapped into this process
+/// (`/lib/x86_64-linux-gnu/libc.so.6` or `/usr/lib/...`).
+pub fn library_dir_of_libc(maps: &str) -> Option<String> {
+    let path = maps
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(5))
+        .find(|path| path.rsplit('/').next() == Some("libc.so.6"))?;
+    let dir = std::path::Path::new(path).parent()?;
+    let relative = dir
+        .strip_prefix("/usr")
+        .or_else(|_| dir.strip_prefix("/"))
+        .ok()?;
+    relative.to_str().map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lib_token_expands_to_the_c_librarys_directory() {
+        let maps = "7f00-7f01 r-xp 00000000 08:01 42   /usr/lib/x86_64-linux-gnu/libc.so.6\n";
+        let lib = library_dir_of_libc(maps);
+        assert_eq!(lib.as_deref(), Some("lib/x86_64-linux-gnu"));
+        assert_eq!(
+            expand_lib_token("/usr/$LIB/libkeepalive_preload.so", lib.as_deref()),
+            "/usr/lib/x86_64-linux-gnu/libkeepalive_preload.so"
+        );
+        assert_eq!(
+            expand_lib_token("/usr/${LIB}/x.so", Some("lib64")),
+            "/usr/lib64/x.so"
+        );
     }
 }

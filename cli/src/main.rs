@@ -2,9 +2,13 @@
 //! process, check a configuration. Shares the library's one parser (`keepalive-config`) and
 //! never links the library itself (its exported hooks would interpose this command).
 
+mod apply;
+mod bpf;
 mod check;
 mod environ;
+mod generate;
 mod inspect;
+mod library;
 mod options;
 mod run;
 mod settings;
@@ -23,8 +27,8 @@ const EXIT_ERROR: u8 = 2;
 #[command(
     name = "keepalive-preload",
     version,
-    about = "Run a program with TCP keepalive forced on, inspect a live process's TCP sockets, check a configuration",
-    after_help = "Exit status: 0 success; 1 `inspect` found a socket without the keepalive it should carry; 2 invalid arguments or configuration, or an error.",
+    about = "Run a program with TCP keepalive forced on, inspect or configure a live process's TCP sockets, check a configuration",
+    after_help = "Exit status: 0 success; 1 `inspect` found a socket without the keepalive it should carry, or `apply` could not change one; 2 invalid arguments or configuration, or an error.",
     after_long_help = variables_help(),
     propagate_version = true,
     subcommand_required = true,
@@ -79,6 +83,37 @@ that a typo or a library the service would not load fails the deployment.",
         after_long_help = variables_help()
     )]
     Check(CheckArgs),
+    /// Give the TCP sockets a running process already has the configured keepalive, without a restart.
+    #[command(
+        long_about = "Set SO_KEEPALIVE, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT and TCP_USER_TIMEOUT, as \
+configured by the options (else this command's own KEEP* variables), on every TCP socket the \
+processes have now: listeners, connected and accepted sockets, IPv4 and IPv6. Each socket is \
+duplicated with pidfd_getfd (Linux >= 5.6; the rights of ptrace over the process: its user with \
+kernel.yama.ptrace_scope allowing it, or root) and changed with setsockopt on the duplicate; the \
+process is never stopped, signalled or written to. KEEPALIVE_OVERRIDE decides as in the library \
+for a socket it configures late: a value other than the kernel's default is the program's (no: \
+kept; tighten: the tighter; yes: ours); KEEPALIVE_PORTS and KEEPALIVE_NETS select sockets as in \
+the library. Every socket is printed with its values before and after (read back from the \
+socket). Sockets the process makes later are not covered: the library (next start) or the eBPF \
+policy (a unit's new sockets) cover those.\n\n\
+Exit status: 0 when every targeted socket now carries its values; 1 when some could not be \
+changed; 2 on an error (an invalid value, a missing process, no rights), and then nothing is changed.",
+        after_long_help = variables_help()
+    )]
+    Apply(apply::ApplyArgs),
+    /// Render the man page's and the README's generated regions from the variables (for
+    /// maintainers: `generate man|config-table [--in-place FILE]`, see HACKING.md).
+    #[command(hide = true)]
+    Generate(generate::GenerateArgs),
+    /// The same policy enforced by eBPF on a cgroup (a systemd unit): attach, detach, status.
+    #[command(
+        long_about = "The policy of the library (the same options and variables) enforced by the kernel on every \
+TCP socket of a cgroup, whatever the program's language or linkage (Go, static binaries, io_uring): \
+`bpf attach --unit NAME` or `--cgroup PATH`, `bpf detach`, `bpf status [--json]`. Needs root and \
+the unified cgroup hierarchy (cgroup2).",
+        after_long_help = variables_help()
+    )]
+    Bpf(bpf::BpfArgs),
 }
 
 #[derive(Args, Debug)]
@@ -98,7 +133,7 @@ fn variables_help() -> String {
             variable.name, variable.meaning, "", variable.accepted, variable.unset
         ));
     }
-    text.push_str("\nExit status: 0 success; 1 `inspect` found a socket without the keepalive it should carry; 2 invalid arguments or configuration, or an error.");
+    text.push_str("\nExit status: 0 success; 1 `inspect` found a socket without the keepalive it should carry, or `apply` could not change one; 2 invalid arguments or configuration, or an error.");
     text
 }
 
@@ -118,6 +153,9 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(*args),
         Command::Inspect(args) => inspect::inspect(&args),
         Command::Check(CheckArgs {}) => Ok(check::check()),
+        Command::Apply(args) => apply::apply(&args),
+        Command::Generate(args) => generate::generate(&args),
+        Command::Bpf(args) => bpf::bpf(args),
     };
     match result {
         Ok(code) => code,

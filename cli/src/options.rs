@@ -29,7 +29,6 @@ impl VariableSet for AllVariables {
 
 /// The policy that applies to sockets, whoever enforces it: `apply` and `bpf attach`.
 #[derive(Clone, Debug, Default)]
-#[allow(dead_code)] // until `apply` and `bpf attach` take it
 pub struct PolicyVariables;
 
 impl VariableSet for PolicyVariables {

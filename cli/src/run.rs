@@ -11,14 +11,8 @@ use clap::Args;
 use keepalive_config::{PREFIX, preload_list};
 
 use crate::Failure;
+use crate::library::{LIBRARY_VARIABLE, find_library};
 use crate::options::{AllVariables, VariableOptions};
-
-/// The library's file name.
-pub const LIBRARY_NAME: &str = "libkeepalive_preload.so";
-/// Where packages install the library, searched after the places next to this program.
-pub const INSTALL_DIRS: [&str; 3] = ["/usr/lib/x86_64-linux-gnu", "/usr/lib", "/usr/local/lib"];
-/// Names the library explicitly, like `--library`.
-pub const LIBRARY_VARIABLE: &str = "KEEPALIVE_PRELOAD_LIB";
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
@@ -80,60 +74,6 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
         Path::new(program).display()
     );
     Ok(ExitCode::from(status))
-}
-
-/// The library to preload: `--library`, else `KEEPALIVE_PRELOAD_LIB` (both must exist), else
-/// the first existing file next to this program or in the install locations.
-pub fn find_library(
-    option: Option<&Path>,
-    variable: Option<&OsStr>,
-    exe: Option<&Path>,
-) -> Result<PathBuf, Failure> {
-    let explicit = option
-        .map(|path| (path.to_path_buf(), "--library"))
-        .or_else(|| variable.map(|path| (PathBuf::from(path), LIBRARY_VARIABLE)));
-    if let Some((path, source)) = explicit {
-        return if path.is_file() {
-            Ok(absolute(&path))
-        } else {
-            Err(Failure::new(format!(
-                "run: the library given by {source}, {}, does not exist or is not a file",
-                path.display()
-            )))
-        };
-    }
-    let candidates = library_candidates(exe);
-    match candidates.iter().find(|path| path.is_file()) {
-        Some(path) => Ok(absolute(path)),
-        None => Err(Failure::new(format!(
-            "run: cannot find {LIBRARY_NAME}; tried {}; pass --library PATH or set {LIBRARY_VARIABLE}",
-            candidates
-                .iter()
-                .map(|path| path.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))),
-    }
-}
-
-/// Next to this program, in ../lib beside it, then the install locations.
-pub fn library_candidates(exe: Option<&Path>) -> Vec<PathBuf> {
-    let mut candidates = Vec::new();
-    if let Some(dir) = exe.and_then(Path::parent) {
-        candidates.push(dir.join(LIBRARY_NAME));
-        candidates.push(dir.join("..").join("lib").join(LIBRARY_NAME));
-    }
-    candidates.extend(
-        INSTALL_DIRS
-            .iter()
-            .map(|dir| Path::new(dir).join(LIBRARY_NAME)),
-    );
-    candidates
-}
-
-/// Absolute and without `..`, so that the path in LD_PRELOAD survives a chdir of the program.
-fn absolute(path: &Path) -> PathBuf {
-    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 /// `library` first, then the existing entries in their order (the library's own rule, shared
@@ -212,6 +152,7 @@ pub fn is_static_elf(path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::library::library_candidates;
 
     #[test]
     fn preload_prepends_and_keeps_order_without_duplicate() {

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 
-use keepalive_config::{NetRange, Parsed, PortSet, Targeting, VARIABLES, parse};
+use keepalive_config::{KernelDefaults, NetRange, Parsed, PortSet, Targeting, VARIABLES, parse};
 
 /// Parses the variables `lookup` gives (by name), keeping their values for the command's life.
 pub fn parse_kept(mut lookup: impl FnMut(&str) -> Option<OsString>) -> Parsed<'static> {
@@ -54,5 +54,22 @@ impl Filters {
                 .as_deref()
                 .map(keepalive_config::NetSet::from_sorted),
         }
+    }
+}
+
+/// The keepalive sysctls of this network namespace, for resolving `auto`; Linux's compiled-in
+/// defaults where one cannot be read.
+pub fn kernel_defaults() -> KernelDefaults {
+    let read = |name: &str, fallback: u32| {
+        std::fs::read_to_string(format!("/proc/sys/net/ipv4/{name}"))
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+            .unwrap_or(fallback)
+    };
+    let linux = KernelDefaults::default();
+    KernelDefaults {
+        idle: read("tcp_keepalive_time", linux.idle),
+        interval: read("tcp_keepalive_intvl", linux.interval),
+        count: read("tcp_keepalive_probes", linux.count),
     }
 }

@@ -1,10 +1,13 @@
-//! The small OS layer of the command: pidfd_open/pidfd_getfd and the socket queries `inspect`
-//! needs. Every `unsafe` block of the command lives here.
+//! The small OS layer of the command: pidfd_open/pidfd_getfd, the socket queries `inspect`
+//! needs and the setsockopt and setns `apply` needs. Every `unsafe` block of the command lives
+//! here.
 
 use std::io;
-use std::mem::{MaybeUninit, size_of};
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::mem::size_of;
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use keepalive_config::sockaddr;
 
 /// A pidfd for `pid` (Linux >= 5.3).
 pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
@@ -52,6 +55,38 @@ pub fn getsockopt_int(fd: BorrowedFd<'_>, level: i32, name: i32) -> io::Result<i
     }
 }
 
+/// Sets an int-valued socket option.
+pub fn setsockopt_int(fd: BorrowedFd<'_>, level: i32, name: i32, value: i32) -> io::Result<()> {
+    let value: libc::c_int = value;
+    // SAFETY: value is valid for reads of the size given; fd is open for the call.
+    let ret = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&raw const value).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if ret == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Moves the calling thread into the network namespace `namespace` (an open /proc/PID/ns/net);
+/// needs CAP_SYS_ADMIN. Only the calling thread changes namespace.
+pub fn setns_net(namespace: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: setns takes a descriptor and a flag by value and touches no memory of ours.
+    let ret = unsafe { libc::setns(namespace.as_raw_fd(), libc::CLONE_NEWNET) };
+    if ret == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// `tcpi_state` from TCP_INFO (the first byte of struct tcp_info).
 pub fn tcp_state(fd: BorrowedFd<'_>) -> io::Result<u8> {
     let mut info = [0u8; 8];
@@ -88,44 +123,15 @@ type NameCall =
     unsafe extern "C" fn(libc::c_int, *mut libc::sockaddr, *mut libc::socklen_t) -> libc::c_int;
 
 fn socket_address(fd: BorrowedFd<'_>, call: NameCall) -> io::Result<SocketAddr> {
-    let mut storage = MaybeUninit::<libc::sockaddr_storage>::zeroed();
-    let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    // SAFETY: storage is valid for writes of len bytes; call is getsockname or getpeername.
-    let ret = unsafe { call(fd.as_raw_fd(), storage.as_mut_ptr().cast(), &raw mut len) };
+    let mut bytes = [0u8; sockaddr::STORAGE_LENGTH];
+    let mut len = bytes.len() as libc::socklen_t;
+    // SAFETY: bytes is valid for writes of len bytes; call is getsockname or getpeername.
+    let ret = unsafe { call(fd.as_raw_fd(), bytes.as_mut_ptr().cast(), &raw mut len) };
     if ret != 0 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: zero-initialised, then partly written by the kernel: every byte is initialised.
-    let storage = unsafe { storage.assume_init() };
-    from_storage(&storage, len as usize)
-}
-
-fn from_storage(storage: &libc::sockaddr_storage, len: usize) -> io::Result<SocketAddr> {
-    let unsupported = || io::Error::from_raw_os_error(libc::EAFNOSUPPORT);
-    match i32::from(storage.ss_family) {
-        libc::AF_INET if len >= size_of::<libc::sockaddr_in>() => {
-            // SAFETY: the family says sockaddr_in, the length covers it, and sockaddr_storage
-            // is aligned for every sockaddr type.
-            let sin =
-                unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
-            let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
-            Ok(SocketAddr::V4(SocketAddrV4::new(
-                ip,
-                u16::from_be(sin.sin_port),
-            )))
-        }
-        libc::AF_INET6 if len >= size_of::<libc::sockaddr_in6>() => {
-            // SAFETY: as above, for sockaddr_in6.
-            let sin6 = unsafe {
-                &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
-            };
-            Ok(SocketAddr::V6(SocketAddrV6::new(
-                Ipv6Addr::from(sin6.sin6_addr.s6_addr),
-                u16::from_be(sin6.sin6_port),
-                sin6.sin6_flowinfo,
-                sin6.sin6_scope_id,
-            )))
-        }
-        _ => Err(unsupported()),
-    }
+    bytes
+        .get(..len as usize)
+        .and_then(sockaddr::decode)
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::EAFNOSUPPORT))
 }

@@ -11,13 +11,14 @@
 //! allocator; its unit tests run on std.
 
 #![cfg_attr(not(test), no_std)]
-#![forbid(unsafe_code)]
+#![cfg_attr(not(test), forbid(unsafe_code))]
 
 mod filter;
 mod ip;
 mod options;
 mod parse;
 pub mod preload_list;
+pub mod sockaddr;
 mod target;
 mod text;
 mod value;

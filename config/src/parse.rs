@@ -219,21 +219,28 @@ pub enum Problem<'e> {
 /// `keepalive-preload: KEEPIDLE="1e3" is not a whole number of seconds in 1..32767; not applied`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConfigError<'e> {
-    pub variable: Variable,
+    /// The variable's name (only it and `accepted`: the library keeps no more of the table).
+    pub variable: &'static str,
+    /// What it accepts, as the table says.
+    pub accepted: &'static str,
     /// The value as given.
     pub value: &'e [u8],
     pub problem: Problem<'e>,
 }
 
+impl ConfigError<'_> {
+    /// The variable's row of the table.
+    pub fn row(&self) -> Option<&'static Variable> {
+        VARIABLES
+            .iter()
+            .find(|variable| variable.name == self.variable)
+    }
+}
+
 impl fmt::Display for ConfigError<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{PREFIX}: {}={} ",
-            self.variable.name,
-            Quoted(self.value)
-        )?;
-        let accepted = self.variable.accepted;
+        write!(f, "{PREFIX}: {}={} ", self.variable, Quoted(self.value))?;
+        let accepted = self.accepted;
         match self.problem {
             Problem::NotAccepted => write!(f, "is not {accepted}")?,
             Problem::NotUtf8 => write!(f, "is not {accepted} (not even UTF-8)")?,
@@ -382,7 +389,8 @@ impl<'e, F: FnMut(&str) -> Option<&'e [u8]>> Reader<'e, F> {
             Err(_) => Problem::NotUtf8,
         };
         self.errors.push(ConfigError {
-            variable,
+            variable: variable.name,
+            accepted: variable.accepted,
             value: raw,
             problem,
         });
@@ -508,7 +516,7 @@ mod tests {
         assert_eq!(parsed.errors.len(), bad.len(), "{:?}", parsed.errors);
         assert_eq!(parsed.config, Config::default());
         for (error, (name, value)) in parsed.errors.iter().zip(bad) {
-            assert_eq!((error.variable.name, error.value), (name, value.as_bytes()));
+            assert_eq!((error.variable, error.value), (name, value.as_bytes()));
             assert!(error.to_string().ends_with("; not applied"));
         }
     }

@@ -6,6 +6,8 @@ use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 
+use keepalive_config::sockaddr;
+
 /// The value errno is set to before every call whose errno the probe prints, so that a library
 /// that writes errno after a successful call shows up.
 pub const SENTINEL_ERRNO: i32 = libc::EDOM;
@@ -174,45 +176,19 @@ pub fn option_values(fd: i32) -> [Option<i32>; 5] {
     ]
 }
 
-/// A socket address in the C layout.
+/// A socket address in the C layout, in a buffer as large as a `sockaddr_storage` (the shared
+/// conversion of `keepalive_config::sockaddr`).
 pub struct RawAddr {
-    pub storage: libc::sockaddr_storage,
+    pub storage: [u8; sockaddr::STORAGE_LENGTH],
     pub len: libc::socklen_t,
 }
 
 impl RawAddr {
     pub fn new(addr: SocketAddr) -> Self {
-        // SAFETY: sockaddr_storage is plain data; all-zero is a valid value.
-        let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-        let len = match addr {
-            SocketAddr::V4(v4) => {
-                let sin = libc::sockaddr_in {
-                    sin_family: libc::AF_INET as libc::sa_family_t,
-                    sin_port: v4.port().to_be(),
-                    sin_addr: libc::in_addr {
-                        s_addr: u32::from(*v4.ip()).to_be(),
-                    },
-                    sin_zero: [0; 8],
-                };
-                // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
-                unsafe { std::ptr::write((&raw mut storage).cast(), sin) };
-                size_of::<libc::sockaddr_in>()
-            }
-            SocketAddr::V6(v6) => {
-                let sin6 = libc::sockaddr_in6 {
-                    sin6_family: libc::AF_INET6 as libc::sa_family_t,
-                    sin6_port: v6.port().to_be(),
-                    sin6_flowinfo: 0,
-                    sin6_addr: libc::in6_addr {
-                        s6_addr: v6.ip().octets(),
-                    },
-                    sin6_scope_id: 0,
-                };
-                // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
-                unsafe { std::ptr::write((&raw mut storage).cast(), sin6) };
-                size_of::<libc::sockaddr_in6>()
-            }
-        };
+        let mut encoded = [0; sockaddr::V6_LENGTH];
+        let len = sockaddr::encode(addr, &mut encoded);
+        let mut storage = [0; sockaddr::STORAGE_LENGTH];
+        storage[..encoded.len()].copy_from_slice(&encoded);
         Self {
             storage,
             len: len as libc::socklen_t,
@@ -220,7 +196,7 @@ impl RawAddr {
     }
 
     pub fn ptr(&self) -> *const libc::sockaddr {
-        (&raw const self.storage).cast()
+        self.storage.as_ptr().cast()
     }
 }
 
@@ -260,18 +236,12 @@ pub fn accept4(fd: i32, flags: i32) -> i32 {
 
 /// The local port of a bound socket.
 pub fn local_port(fd: i32) -> u16 {
-    // SAFETY: sockaddr_storage is plain data; all-zero is a valid value.
-    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    // SAFETY: storage and len are valid for writes of the sizes given.
-    let ret = unsafe { libc::getsockname(fd, (&raw mut storage).cast(), &raw mut len) };
+    let mut bytes = [0u8; sockaddr::STORAGE_LENGTH];
+    let mut len = bytes.len() as libc::socklen_t;
+    // SAFETY: bytes and len are valid for writes of the sizes given.
+    let ret = unsafe { libc::getsockname(fd, bytes.as_mut_ptr().cast(), &raw mut len) };
     check(ret, "getsockname");
-    // Both sockaddr_in and sockaddr_in6 keep the port right after the family.
-    let bytes: [u8; 4] = {
-        // SAFETY: storage is at least 4 bytes long.
-        unsafe { std::ptr::read((&raw const storage).cast()) }
-    };
-    u16::from_be_bytes([bytes[2], bytes[3]])
+    sockaddr::decode(&bytes[..len as usize]).map_or(0, |address| address.port())
 }
 
 /// Waits until `fd` is readable (`POLLIN`) or writable (`POLLOUT`), at most `ms`.

@@ -1,0 +1,357 @@
+//! `keepalive-preload bpf`: the same policy as the library, enforced by the kernel on every
+//! process of a cgroup (a systemd unit) with two eBPF programs — `sock_ops` sets the options when
+//! a connection is made, `cgroup/setsockopt` applies KEEPALIVE_OVERRIDE to the program's own
+//! `setsockopt` calls. Go, static binaries and io_uring included.
+//!
+//! The loader is this module: raw `bpf()` (sys.rs), a small ELF reader (elf.rs) for the object
+//! build.rs compiles from bpf/keepalive.bpf.c, and the data the programs read (layout.rs), all
+//! derived from keepalive-config. Everything is pinned under /sys/fs/bpf/keepalive-preload/
+//! cgroup-ID/ and outlives the command.
+
+mod cgroup;
+mod elf;
+mod layout;
+mod load;
+mod pins;
+mod sys;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use keepalive_config::variables::PROCESS_ONLY;
+use keepalive_config::{Config, PREFIX};
+
+use crate::options::{PolicyVariables, VariableOptions};
+use crate::settings::parse_kept;
+use crate::{EXIT_ERROR, Failure};
+
+use pins::{Attached, attached_policies};
+
+#[derive(Args, Debug)]
+pub struct BpfArgs {
+    #[command(subcommand)]
+    command: BpfCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum BpfCommand {
+    /// Attach the policy to a cgroup (or update the one attached there).
+    #[command(
+        long_about = "Attach the keepalive policy to every TCP socket made in a cgroup \
+(a systemd unit's, with --unit) and its descendants, whatever the program's language or linkage: \
+a sock_ops program sets the options when a connection is made (connect, accept, listen) and a \
+cgroup/setsockopt program applies KEEPALIVE_OVERRIDE to the program's own setsockopt calls. The \
+options are those of `run` (one definition); without them the KEEP* variables of this command's \
+environment apply, so one unit's Environment= lines serve the library and the policy alike. \
+KEEPALIVE_PROGRAMS and KEEPALIVE_INHERIT have no meaning for a cgroup and are an error. The \
+policy is pinned under /sys/fs/bpf/keepalive-preload (bpffs is mounted when needed) and outlives \
+this command; attaching again updates it in place. Sockets made before a process joined the \
+cgroup are not covered. Needs root."
+    )]
+    Attach(AttachArgs),
+    /// Remove the policy of a cgroup (new sockets get the kernel's defaults again).
+    Detach(DetachArgs),
+    /// List every attached policy: cgroup, values, counters, stale links.
+    Status(StatusArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+#[group(required = true, multiple = false)]
+struct Target {
+    /// The cgroup: its directory (/sys/fs/cgroup/...) or its path in the unified hierarchy
+    /// (/system.slice/redis.service).
+    #[arg(long, value_name = "PATH")]
+    cgroup: Option<PathBuf>,
+    /// A systemd unit: its ControlGroup.
+    #[arg(long, value_name = "NAME")]
+    unit: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct AttachArgs {
+    #[command(flatten)]
+    target: Target,
+    #[command(flatten)]
+    policy: VariableOptions<PolicyVariables>,
+}
+
+#[derive(Args, Debug)]
+pub struct DetachArgs {
+    /// The cgroup whose policy to remove.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["unit", "stale"])]
+    cgroup: Option<PathBuf>,
+    /// A systemd unit whose policy to remove.
+    #[arg(long, value_name = "NAME", conflicts_with = "stale")]
+    unit: Option<String>,
+    /// Remove every stale policy (its cgroup is gone).
+    #[arg(long)]
+    stale: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// One JSON document instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn bpf(args: BpfArgs) -> Result<ExitCode, Failure> {
+    match args.command {
+        BpfCommand::Attach(args) => attach(&args),
+        BpfCommand::Detach(args) => detach(&args),
+        BpfCommand::Status(args) => status(&args),
+    }
+}
+
+fn require_root(what: &str) -> Result<(), Failure> {
+    if sys::effective_uid() == 0 {
+        Ok(())
+    } else {
+        Err(Failure::new(format!(
+            "bpf {what} needs root (CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN, to load eBPF \
+             programs, attach them to a cgroup and pin them under /sys/fs/bpf)"
+        )))
+    }
+}
+
+fn attach(args: &AttachArgs) -> Result<ExitCode, Failure> {
+    let parsed = args.policy.parse_over_environment();
+    let mut problems: Vec<String> = parsed.errors.iter().map(ToString::to_string).collect();
+    for variable in PROCESS_ONLY {
+        if let Some(value) = std::env::var_os(variable.name) {
+            problems.push(format!(
+                "{PREFIX}: {}={:?} is set, but it has no meaning for a cgroup (it selects \
+                 processes the library is loaded into); unset it for `bpf attach`",
+                variable.name,
+                value.to_string_lossy()
+            ));
+        }
+    }
+    if !problems.is_empty() {
+        // One line each; nothing is attached.
+        for problem in problems {
+            eprintln!("{problem}");
+        }
+        return Ok(ExitCode::from(EXIT_ERROR));
+    }
+    require_root("attach")?;
+    let cgroup = match (&args.target.cgroup, &args.target.unit) {
+        (Some(path), _) => cgroup::from_path(path)?,
+        (None, Some(unit)) => cgroup::from_path(&cgroup::unit_path(unit)?)?,
+        (None, None) => return Err(Failure::new("give --cgroup PATH or --unit NAME")),
+    };
+    let config = parsed.config;
+    let kernel = crate::settings::kernel_defaults();
+    let outcome = pins::attach(&cgroup, &config, kernel)?;
+    println!(
+        "{PREFIX}: policy {} on {} (cgroup {}): {}",
+        outcome,
+        cgroup.path.display(),
+        cgroup.id,
+        describe(&config, kernel)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn detach(args: &DetachArgs) -> Result<ExitCode, Failure> {
+    require_root("detach")?;
+    if args.stale {
+        let removed = pins::detach_stale()?;
+        println!("{PREFIX}: {removed} stale policies removed");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let path = match (&args.cgroup, &args.unit) {
+        (Some(path), _) => path.clone(),
+        (None, Some(unit)) => match cgroup::unit_path(unit) {
+            Ok(path) => path,
+            Err(error) => {
+                // The unit is gone already (no ControlGroup): the policy recorded for a cgroup
+                // of its name (unit names are unique) is removed all the same.
+                if pins::detach_where(|path, _| {
+                    path.file_name().is_some_and(|name| name == unit.as_str())
+                }) == 0
+                {
+                    return Err(error);
+                }
+                println!("{PREFIX}: policy of {unit} detached (its cgroup was gone)");
+                return Ok(ExitCode::SUCCESS);
+            }
+        },
+        (None, None) => {
+            return Err(Failure::new("give --cgroup PATH, --unit NAME or --stale"));
+        }
+    };
+    // The cgroup may be gone already (ExecStopPost= after the unit's processes ended): the
+    // policy recorded for its path is removed all the same.
+    let live = cgroup::from_path(&path).ok();
+    let expected = match &live {
+        Some(cgroup) => cgroup.path.clone(),
+        None => cgroup::expected_path(&path)?,
+    };
+    let live_id = live.as_ref().map(|cgroup| cgroup.id);
+    let removed = pins::detach_where(|recorded, id| recorded == expected || live_id == Some(id));
+    if removed == 0 {
+        if live.is_none() {
+            return Err(Failure::new(format!(
+                "no cgroup {} and no policy recorded for it",
+                path.display()
+            )));
+        }
+        println!("{PREFIX}: no policy was attached to {}", expected.display());
+    } else {
+        println!("{PREFIX}: policy detached from {}", expected.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn status(args: &StatusArgs) -> Result<ExitCode, Failure> {
+    require_root("status")?;
+    let policies = attached_policies()?;
+    let text = if args.json {
+        pins::status_json(&policies)
+    } else {
+        pins::status_text(&policies)
+    };
+    print!("{text}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The variables a policy was attached with, as NAME=value lines: what `status` shows and what
+/// `inspect` parses back (through the one parser) to judge a socket. `auto` is resolved.
+fn variables_text(config: &Config<'_>, kernel: keepalive_config::KernelDefaults) -> String {
+    let mut lines = vec![format!(
+        "KEEPALIVE={}",
+        if config.enabled { "on" } else { "off" }
+    )];
+    for (name, value) in [
+        ("KEEPIDLE", config.idle),
+        ("KEEPINTVL", config.interval),
+        ("KEEPCNT", config.count),
+        ("KEEPALIVE_USER_TIMEOUT", config.user_timeout_ms(kernel)),
+    ] {
+        if let Some(value) = value {
+            lines.push(format!("{name}={value}"));
+        }
+    }
+    lines.push(format!(
+        "KEEPALIVE_OVERRIDE={}",
+        config.override_policy.name()
+    ));
+    if let Some(ports) = config.ports {
+        lines.push(format!("KEEPALIVE_PORTS={}", ports.as_str()));
+    }
+    if let Some(nets) = config.nets {
+        lines.push(format!("KEEPALIVE_NETS={}", nets.as_str()));
+    }
+    lines.join("\n")
+}
+
+/// The configuration recorded with a policy, through the one parser.
+pub fn parse_variables(text: &str) -> keepalive_config::Parsed<'static> {
+    let values: std::collections::HashMap<&str, OsString> = text
+        .lines()
+        .filter_map(|line| line.split_once('='))
+        .map(|(name, value)| (name, OsString::from(value)))
+        .collect();
+    parse_kept(|name| values.get(name).cloned())
+}
+
+/// One line: idle=2s interval=1s count=3 user_timeout=3000ms override=yes ports=... nets=...
+fn describe(config: &Config<'_>, kernel: keepalive_config::KernelDefaults) -> String {
+    if !config.enabled {
+        return "KEEPALIVE=off: the programs leave every socket alone".to_owned();
+    }
+    let show = |value: Option<u32>, unit: &str| {
+        value.map_or_else(|| "kernel".to_owned(), |value| format!("{value}{unit}"))
+    };
+    format!(
+        "keepalive=on idle={} interval={} count={} user_timeout={} override={} ports={} nets={}",
+        show(config.idle, "s"),
+        show(config.interval, "s"),
+        show(config.count, ""),
+        show(config.user_timeout_ms(kernel), "ms"),
+        config.override_policy.name(),
+        config.ports.map_or("any", |ports| ports.as_str()),
+        config.nets.map_or("any", |nets| nets.as_str()),
+    )
+}
+
+/// What `inspect` judges a process's sockets by when an eBPF policy covers it: the policy's
+/// variables through the one parser; the process needs no library.
+pub fn expectation_for(pid: i32) -> Option<crate::inspect::Expectation> {
+    let policy = policy_of_process(pid)?;
+    let parsed = parse_variables(&policy.variables);
+    Some(crate::inspect::Expectation {
+        filters: crate::settings::Filters::new(&parsed.config),
+        acts: parsed.config.enabled,
+        config: parsed.config,
+        errors: parsed.errors.iter().copied().collect(),
+        kernel: crate::settings::kernel_defaults(),
+        source: format!(
+            "the eBPF policy attached to {} (enforced by the kernel; no library needed)",
+            policy.cgroup.display()
+        ),
+        preload: None,
+        needs_library: false,
+    })
+}
+
+/// The policy that covers a process (attached to its cgroup or an ancestor).
+fn policy_of_process(pid: i32) -> Option<Attached> {
+    let mut path = cgroup::of_process(pid)?;
+    let policies = attached_policies().ok()?;
+    loop {
+        if let Some(found) = policies
+            .iter()
+            .find(|policy| !policy.stale && policy.cgroup == path)
+        {
+            return Some(found.clone());
+        }
+        if !path.pop() {
+            return None;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn recorded_variables_parse_back_to_the_same_plan() {
+        let map: HashMap<&str, &str> = [
+            ("KEEPIDLE", "2m"),
+            ("KEEPINTVL", "1"),
+            ("KEEPALIVE_USER_TIMEOUT", "auto"),
+            ("KEEPALIVE_OVERRIDE", "tighten"),
+            ("KEEPALIVE_PORTS", "17000-17999,6379"),
+            ("KEEPALIVE_NETS", "10.0.0.0/8,fd00::/8"),
+        ]
+        .into_iter()
+        .collect();
+        let parsed = parse_kept(|name| map.get(name).map(OsString::from));
+        let kernel = keepalive_config::KernelDefaults::default();
+        let text = variables_text(&parsed.config, kernel);
+        let again = parse_variables(&text);
+        assert!(again.errors.is_empty(), "{text}");
+        assert_eq!(again.config.plan(kernel), parsed.config.plan(kernel));
+        assert_eq!(again.config.override_policy, parsed.config.override_policy);
+        assert_eq!(again.config.ports, parsed.config.ports);
+        assert_eq!(again.config.nets, parsed.config.nets);
+    }
+
+    #[test]
+    fn the_embedded_object_matches_the_layout() {
+        load::check_layout().unwrap();
+        let elf = elf::Elf::parse(load::OBJECT).unwrap();
+        for (name, _, _) in [load::SOCKOPS, load::SETSOCKOPT] {
+            let (index, section) = elf.section(name).unwrap();
+            assert_eq!(section.data.len() % 8, 0);
+            let references = elf.map_references(index).unwrap();
+            assert!(references.iter().any(|r| r.symbol == load::POLICY));
+        }
+    }
+}
