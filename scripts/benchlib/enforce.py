@@ -4,6 +4,7 @@
 
 import os
 import re
+import resource
 import statistics
 import subprocess
 import time
@@ -15,6 +16,12 @@ from .core import (
 TABLE = "enforce"
 # The dead-peer settings, 2/1/3 and 3 s, as options of `run`.
 DEAD_PEER_OPTIONS = ["--idle", "2", "--interval", "1", "--count", "3", "--user-timeout", "3s"]
+
+
+def children_cpu():
+    """User + system seconds of this runner's waited-for children so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def plain_env():
@@ -156,20 +163,27 @@ def apply(ctx):
             raise RuntimeError(f"kp-bench hold said {' '.join(ready)!r}")
         pid = ready[1].split("=")[1]
         held = ready[2].split("=")[1]
-        times, last = [], ""
+        times, cpu, last = [], [], ""
         for run in range(runs):
             options = list(DEAD_PEER_OPTIONS)
             options[1] = "2" if run % 2 == 0 else "3"
-            start = time.monotonic()
+            start, used = time.monotonic(), children_cpu()
             result = subprocess.run([ctx.command, "apply", pid, *options], env=plain_env(),
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=120)
+                                    capture_output=True, text=True, timeout=120)
             times.append(time.monotonic() - start)
+            cpu.append(children_cpu() - used)
             if result.returncode != 0:
                 raise RuntimeError(f"apply exited with {result.returncode}: {result.stderr.strip()[-300:]}")
-            last = (result.stderr.strip().splitlines() or [""])[-1]
-        cells = {"without": f"({held} sockets)", "with": spread(times, 3, " s")}
+            # apply's summary, e.g. "10001 TCP sockets in 1 process: 10001 changed": every socket.
+            summary = re.search(r"(\d+) TCP sockets? in 1 process: (\d+) changed", result.stdout + result.stderr)
+            if not summary or summary.group(1) != held or summary.group(2) != held:
+                raise RuntimeError(f"apply did not change all {held} sockets: "
+                                   f"{summary.group(0) if summary else (result.stdout + result.stderr)[-300:]!r}")
+            last = summary.group(0)
+        cells = {"without": f"({held} sockets)",
+                 "with": f"{spread(times, 3, ' s')}; CPU {statistics.median(cpu):.3f} s"}
         ctx.add(Row(TABLE, number, name, cells, "≤ 1 s", judge(statistics.median(times), 1.0),
-                    note=f"apply's own summary of the last run: {last}" if last else ""))
+                    note=f"apply's own summary of each run: \"{last}\"."))
     except (subprocess.SubprocessError, RuntimeError, OSError, IndexError) as error:
         log(f"{number} failed: {error}")
         ctx.add(Row(TABLE, number, name, {"without": None, "with": None}, "≤ 1 s", "FAIL"))

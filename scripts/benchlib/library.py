@@ -267,11 +267,11 @@ def syscall_cases(port, other):
          (port,), excluded, "accept", (4, 4),
          "exactly 4 (the witness option, getsockname, getpeername, SO_COOKIE)"),
         ("S11", "the program's own `setsockopt(TCP_KEEPIDLE, 30)`, KEEPALIVE_OVERRIDE=yes",
-         "tcp-setsockopt", (30,), {"KEEPALIVE_OVERRIDE": "yes"}, "socket:tcp", (1, 1),
-         "exactly 1 (ours, after the program's)"),
+         "tcp-setsockopt", (30,), {"KEEPALIVE_OVERRIDE": "yes"}, "socket:tcp", (2, 2),
+         "exactly 2 (the value read back from the kernel, then ours)"),
         ("S12", "the program's own `setsockopt(TCP_KEEPIDLE, 60)` (the configured value), "
                 "KEEPALIVE_OVERRIDE=yes", "tcp-setsockopt", (60,), {"KEEPALIVE_OVERRIDE": "yes"},
-         "socket:tcp", (0, 0), "0"),
+         "socket:tcp", (1, 1), "exactly 1 (the value read back)"),
         ("S13", "the program's own `setsockopt(TCP_KEEPIDLE, 30)`, KEEPALIVE_OVERRIDE=no (default)",
          "tcp-setsockopt", (30,), {}, "socket:tcp", (0, 0), "0"),
     ]
