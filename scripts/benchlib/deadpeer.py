@@ -1,7 +1,7 @@
 """Dead peer: how long a connection to a peer that vanished (no FIN, no RST) stays open.
 
 Two network namespaces joined by a veth pair: an echo server (`kp-bench echo-server`) in
-kpbn-b, clients (`kp-bench dead-peer`) in kpbn-a, each one exchange old. Then kpbn-b drops
+kpbn-PID-b, clients (`kp-bench dead-peer`) in kpbn-PID-a, each one exchange old. Then the peer's namespace drops
 everything in and out (iptables DROP: a blackhole) and each client blocks in recv until its
 kernel gives up on the connection: an idle link (only keepalive can notice), and a link with
 data in flight (the client sends one byte after the blackhole: only TCP_USER_TIMEOUT bounds
@@ -11,6 +11,7 @@ timeout), the eBPF policy attached to a cgroup the client runs in, `apply` run o
 once it is connected. All clients of a run share one blackhole; the median of the runs counts.
 """
 
+import os
 import statistics
 import subprocess
 import time
@@ -19,8 +20,10 @@ from .core import NOT_BUILT, Row, join_cgroup, log, stop
 from .enforce import DEAD_PEER_OPTIONS, Cgroup, built, plain_env
 
 TABLE = "deadpeer"
-NS_A, NS_B = "kpbn-a", "kpbn-b"
-VETH_A, VETH_B = "kpbn-a0", "kpbn-b0"
+# Names of this run only (two runs at once, say CI and a developer, must not meet).
+RUN = os.getpid() % 100000
+NS_A, NS_B = f"kpbn-{RUN}-a", f"kpbn-{RUN}-b"
+VETH_A, VETH_B = f"kpbn{RUN}a", f"kpbn{RUN}b"
 ADDRESS_A, ADDRESS_B = "10.254.44.1", "10.254.44.2"
 SETTINGS = {"KEEPIDLE": "2", "KEEPINTVL": "1", "KEEPCNT": "3", "KEEPALIVE_USER_TIMEOUT": "3s"}
 MODES = ("idle", "data")

@@ -55,7 +55,7 @@ class Cgroup:
 
     def __init__(self, ctx, name, options):
         self.ctx = ctx
-        self.path = os.path.join(cgroup2_root(), PREFIX + name)
+        self.path = os.path.join(cgroup2_root(), f"{PREFIX}{name}-{os.getpid()}")
         self.options = options
         self.attached = False
 
