@@ -7,9 +7,39 @@
 //! kp-bench unix-socket ITERATIONS         socket(AF_UNIX, SOCK_STREAM, 0) + close
 //! kp-bench tcp-connect ITERATIONS [PORT]  socket + connect + accept + close + close on
 //!                                         127.0.0.1 (PORT 0 or absent: the kernel picks)
+//! kp-bench tcp-setsockopt ITERATIONS [SECONDS]
+//!                                         setsockopt(TCP_KEEPIDLE, SECONDS, default 30) on
+//!                                         one TCP socket, the program's own call
 //! kp-bench spawn       ITERATIONS PROGRAM [ARGS...]
 //!                                         posix_spawn + waitpid; the child gets
 //!                                         LD_PRELOAD=$KP_BENCH_CHILD_PRELOAD when that is set
+//! ```
+//!
+//! `kp-bench spawn-mix ITERATIONS PROGRAM [ARGS...]` runs PROGRAM ITERATIONS times under each
+//! of the setups listed in $KP_BENCH_MIX (separated by `|`; each is an LD_PRELOAD value, `-`
+//! for none, then optional extra NAME=VALUE words), one spawn of each in turn (A B C, C B A, …),
+//! and prints `setup=K runs=N cpu_ns_per_run=X` per setup: the CPU time of the children alone
+//! (wait4's rusage), so that start-up costs are compared spawn by spawn.
+//!
+//! `kp-bench alternate tcp-connect|tcp-setsockopt ITERATIONS BLOCKS CGROUP_A CGROUP_B [ARG_A ARG_B]`
+//! builds the workload once in each cgroup (cgroup2 directories: the process moves itself
+//! between them; ARG_A/ARG_B are each one's PORT or SECONDS), then runs BLOCKS pairs of blocks
+//! of ITERATIONS iterations, A B, B A, …, each in its own cgroup, and prints one line per pair,
+//! `a_ns=X b_ns=Y` (CPU time per iteration): two settings compared milliseconds apart.
+//!
+//! And three helpers that are not timed loops (they print their own lines):
+//!
+//! ```text
+//! kp-bench hold SOCKETS                   SOCKETS TCP sockets on 127.0.0.1 (SOCKETS/2
+//!                                         connections, both ends, plus the listener), then
+//!                                         `ready pid=PID sockets=N` and waits for EOF on stdin
+//! kp-bench echo-server ADDRESS PORT       echoes every byte on every connection (a thread each)
+//! kp-bench dead-peer ADDRESS PORT idle|data
+//!                                         connects, sends one byte and reads its echo, prints
+//!                                         `connected pid=PID`, waits for a line on stdin (the
+//!                                         peer is blackholed by then), sends one byte more when
+//!                                         `data`, and blocks in recv until the kernel drops the
+//!                                         connection: prints `gone after=SECONDS error=TEXT`
 //! ```
 //!
 //! Prints one line, `WORKLOAD iterations=N warmup=W ns_per_iteration=X cpu_ns_per_iteration=Y`
@@ -22,6 +52,8 @@ use std::mem::size_of;
 use std::process::ExitCode;
 use std::ptr;
 use std::time::Instant;
+
+mod helpers;
 
 type Loop = Box<dyn FnMut() -> Result<(), String>>;
 
@@ -36,11 +68,52 @@ fn main() -> ExitCode {
 }
 
 fn usage() -> String {
-    "usage: kp-bench {tcp-socket|udp-socket|unix-socket|tcp-connect [PORT]|spawn PROGRAM [ARGS...]} ITERATIONS"
+    "usage: kp-bench {tcp-socket|udp-socket|unix-socket|tcp-connect [PORT]|tcp-setsockopt [SECONDS]|spawn PROGRAM [ARGS...]} ITERATIONS\n       \
+     kp-bench hold SOCKETS | echo-server ADDRESS PORT | dead-peer ADDRESS PORT idle|data"
         .to_owned()
 }
 
+fn parse<T: std::str::FromStr>(text: &str, what: &str) -> Result<T, String> {
+    text.parse()
+        .map_err(|_| format!("{what} must be a whole number, not {text:?}"))
+}
+
 fn run(args: Vec<String>) -> Result<(), String> {
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["hold", sockets] => return helpers::hold(parse(sockets, "SOCKETS")?),
+        ["echo-server", address, port] => {
+            return helpers::echo_server(address, parse(port, "PORT")?);
+        }
+        ["spawn-mix", iterations, program, arguments @ ..] => {
+            return spawn_mix(parse(iterations, "ITERATIONS")?, program, arguments);
+        }
+        [
+            "alternate",
+            workload,
+            iterations,
+            blocks,
+            with,
+            without,
+            rest @ ..,
+        ] => {
+            return alternate(
+                workload,
+                parse(iterations, "ITERATIONS")?,
+                parse(blocks, "BLOCKS")?,
+                [with, without],
+                rest,
+            );
+        }
+        ["dead-peer", address, port, mode] => {
+            return helpers::dead_peer(address, parse(port, "PORT")?, mode);
+        }
+        _ => {}
+    }
     let [workload, iterations, rest @ ..] = args.as_slice() else {
         return Err(usage());
     };
@@ -55,6 +128,12 @@ fn run(args: Vec<String>) -> Result<(), String> {
         ("tcp-connect", [port]) => {
             tcp_connect(port.parse().map_err(|_| format!("bad port {port:?}"))?)?
         }
+        ("tcp-setsockopt", []) => tcp_setsockopt(30)?,
+        ("tcp-setsockopt", [seconds]) => tcp_setsockopt(
+            seconds
+                .parse()
+                .map_err(|_| format!("bad seconds {seconds:?}"))?,
+        )?,
         ("spawn", [program, arguments @ ..]) => spawn(program, arguments)?,
         _ => return Err(usage()),
     };
@@ -207,6 +286,175 @@ fn tcp_connect(port: u16) -> Result<Loop, String> {
         )?;
         close(accepted)?;
         close(client)
+    }))
+}
+
+/// One TCP socket, then per iteration the program's own setsockopt(TCP_KEEPIDLE): the call a
+/// `KEEPALIVE_OVERRIDE` policy (the library's hook, or an eBPF cgroup/setsockopt program) sees.
+fn tcp_setsockopt(seconds: c_int) -> Result<Loop, String> {
+    // SAFETY: plain socket creation.
+    let fd = check(
+        unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) },
+        "socket",
+    )?;
+    Ok(Box::new(move || {
+        set_option(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_KEEPIDLE,
+            &seconds,
+            "TCP_KEEPIDLE",
+        )
+    }))
+}
+
+/// The order of `count` setups in round `round`: A B C, then C B A, and so on (the same order
+/// as scripts/benchlib/core.py's `interleaved`): no setup always first, a linear drift falls on
+/// all alike.
+fn interleaved(round: u64, count: usize) -> Vec<usize> {
+    if round & 1 == 0 {
+        (0..count).collect()
+    } else {
+        (0..count).rev().collect()
+    }
+}
+
+/// Moves this process into a cgroup2 directory.
+fn join_cgroup(directory: &str) -> Result<(), String> {
+    std::fs::write(
+        format!("{directory}/cgroup.procs"),
+        std::process::id().to_string(),
+    )
+    .map_err(|e| format!("joining {directory}: {e}"))
+}
+
+/// `alternate`: see the module documentation.
+fn alternate(
+    workload: &str,
+    iterations: u64,
+    blocks: u64,
+    cgroups: [&str; 2],
+    rest: &[&str],
+) -> Result<(), String> {
+    let mut bodies = Vec::new();
+    for (index, cgroup) in cgroups.iter().enumerate() {
+        join_cgroup(cgroup)?;
+        let argument = rest.get(index).copied();
+        let body: Loop = match (workload, argument) {
+            ("tcp-connect", port) => tcp_connect(parse(port.unwrap_or("0"), "PORT")?)?,
+            ("tcp-setsockopt", seconds) => {
+                tcp_setsockopt(parse(seconds.unwrap_or("30"), "SECONDS")?)?
+            }
+            _ => return Err(usage()),
+        };
+        bodies.push(body);
+    }
+    for (index, body) in bodies.iter_mut().enumerate() {
+        join_cgroup(cgroups[index])?;
+        for _ in 0..iterations {
+            body()?;
+        }
+    }
+    for pair in 0..blocks {
+        let mut nanos = [0f64; 2];
+        for index in interleaved(pair, 2) {
+            join_cgroup(cgroups[index])?;
+            let start = cpu_nanos();
+            for _ in 0..iterations {
+                bodies[index]()?;
+            }
+            nanos[index] = (cpu_nanos() - start) / iterations.max(1) as f64;
+        }
+        println!("a_ns={:.1} b_ns={:.1}", nanos[0], nanos[1]);
+    }
+    Ok(())
+}
+
+/// `spawn-mix`: see the module documentation.
+fn spawn_mix(iterations: u64, program: &str, arguments: &[&str]) -> Result<(), String> {
+    let mix = std::env::var("KP_BENCH_MIX").map_err(|_| "KP_BENCH_MIX is not set".to_owned())?;
+    let mut setups = Vec::new();
+    for setup in mix.split('|') {
+        let mut words = setup.split_whitespace();
+        let preload = words.next().unwrap_or("-");
+        let mut extra: Vec<String> = words.map(str::to_owned).collect();
+        if preload != "-" {
+            extra.push(format!("LD_PRELOAD={preload}"));
+        }
+        setups.push(child_spawner(program, arguments, &extra)?);
+    }
+    let mut cpu = vec![0u128; setups.len()];
+    for round in 0..iterations {
+        for index in interleaved(round, setups.len()) {
+            cpu[index] += setups[index]()?;
+        }
+    }
+    for (index, total) in cpu.iter().enumerate() {
+        println!(
+            "setup={index} runs={iterations} cpu_ns_per_run={:.1}",
+            *total as f64 / iterations.max(1) as f64
+        );
+    }
+    Ok(())
+}
+
+type Spawner = Box<dyn FnMut() -> Result<u128, String>>;
+
+/// A closure that spawns PROGRAM with this environment (less LD_PRELOAD) plus `extra`, waits
+/// for it, and returns the child's CPU time (user + system) in nanoseconds.
+fn child_spawner(program: &str, arguments: &[&str], extra: &[String]) -> Result<Spawner, String> {
+    let to_c = |text: &str| CString::new(text).map_err(|_| format!("NUL in {text:?}"));
+    let program = to_c(program)?;
+    let mut argv_owned = vec![program.clone()];
+    for argument in arguments {
+        argv_owned.push(to_c(argument)?);
+    }
+    let mut env_owned: Vec<CString> = Vec::new();
+    for (name, value) in std::env::vars() {
+        if name != "LD_PRELOAD" && name != "KP_BENCH_MIX" {
+            env_owned.push(to_c(&format!("{name}={value}"))?);
+        }
+    }
+    for word in extra {
+        env_owned.push(to_c(word)?);
+    }
+    let mut argv: Vec<*mut c_char> = argv_owned.iter().map(|a| a.as_ptr().cast_mut()).collect();
+    argv.push(ptr::null_mut());
+    let mut envp: Vec<*mut c_char> = env_owned.iter().map(|e| e.as_ptr().cast_mut()).collect();
+    envp.push(ptr::null_mut());
+    Ok(Box::new(move || {
+        let _owners = (&argv_owned, &env_owned);
+        let mut pid: libc::pid_t = 0;
+        // SAFETY: program, argv and envp are NUL-terminated and live across the call.
+        let spawned = unsafe {
+            libc::posix_spawn(
+                &mut pid,
+                program.as_ptr(),
+                ptr::null(),
+                ptr::null(),
+                argv.as_ptr(),
+                envp.as_ptr(),
+            )
+        };
+        if spawned != 0 {
+            return Err(format!(
+                "posix_spawn: {}",
+                std::io::Error::from_raw_os_error(spawned)
+            ));
+        }
+        let mut status: c_int = 0;
+        // SAFETY: all-zero is a valid rusage.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: pid is our child; status and usage are writable.
+        check(
+            unsafe { libc::wait4(pid, &mut status, 0, &mut usage) },
+            "wait4",
+        )?;
+        if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+            return Err(format!("child exited with status {status:#x}"));
+        }
+        let micros = |time: libc::timeval| time.tv_sec as u128 * 1_000_000 + time.tv_usec as u128;
+        Ok((micros(usage.ru_utime) + micros(usage.ru_stime)) * 1000)
     }))
 }
 
