@@ -8,6 +8,8 @@ use core::ffi::{c_int, c_void};
 
 use libc::{sockaddr, socklen_t};
 
+use keepalive_config::SocketOption;
+
 use crate::{policy, real};
 
 /// errno right after the real call, for the one case that depends on it.
@@ -103,7 +105,7 @@ pub unsafe extern "C" fn setsockopt(
     // SAFETY: the program's own call, forwarded unchanged.
     let result = unsafe { real::setsockopt()(fd, level, name, value, length) };
     if result == 0
-        && let Some(option) = policy::watches_setsockopt(level, name)
+        && let Some(option) = SocketOption::from_level_and_name(level, name)
     {
         // What the program asked for is read back from the kernel, not from `value`: the
         // library never touches the program's memory, even after the kernel accepted it.

@@ -116,6 +116,7 @@ pub fn after_listen(fd: c_int) {
 /// new socket already carries our values (its listener was configured, and the kernel copied
 /// them); otherwise it is judged and configured like any late socket, keeping what the program
 /// set on the listener as the program's.
+#[inline(never)]
 pub fn after_accept(listener: c_int, fd: c_int) {
     let Some(runtime) = runtime::get() else {
         return;
@@ -217,6 +218,7 @@ fn settle(runtime: &Runtime, fd: c_int, decision: Decision, record: Option<Recor
 /// After the program's own setsockopt of one of our options succeeded: it is remembered as the
 /// program's (for a socket configured late, or accepted from this one), and under
 /// KEEPALIVE_OVERRIDE=yes|tighten our value replaces the one it set on a targeted TCP socket.
+#[inline(never)]
 pub fn after_setsockopt(fd: c_int, option: SocketOption) {
     let Some(runtime) = runtime::get() else {
         return;
@@ -283,13 +285,6 @@ fn targeted_now(runtime: &Runtime, fd: c_int, cookie: Option<u64>) -> bool {
         .targeting()
         .decide(role, local, Some(peer))
         .targeted()
-}
-
-/// Whether the program's own call sets one of our options (and the library acts here).
-#[inline(always)]
-pub fn watches_setsockopt(level: c_int, name: c_int) -> Option<SocketOption> {
-    let option = SocketOption::from_level_and_name(level, name)?;
-    runtime::get().map(|_| option)
 }
 
 /// The call at which a socket was judged, for the debug log.
