@@ -13,6 +13,7 @@ mod hooks;
 mod kernel;
 mod log;
 mod policy;
+mod process;
 mod real;
 
 mod runtime;

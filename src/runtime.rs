@@ -4,16 +4,16 @@
 //! while init is under way (on any thread) and read the runtime without a lock once it is.
 
 use core::cell::UnsafeCell;
-use core::ffi::{CStr, c_char, c_int, c_void};
+use core::ffi::c_int;
 use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicI32, AtomicPtr, AtomicU8, Ordering};
 
 use keepalive_config::{
     Config, KernelDefaults, LogLevel, NetRange, NetSet, Override, PREFIX, Plan, PortSet,
-    SocketOption, preload_list,
+    SocketOption,
 };
 
-use crate::{errno, log, real, sys};
+use crate::{errno, log, process, real, sys};
 
 /// Everything a hook needs, fixed at load.
 pub struct Runtime {
@@ -77,6 +77,9 @@ unsafe impl<T> Sync for WriteOnce<T> {}
 
 static RUNTIME: WriteOnce<MaybeUninit<Runtime>> = WriteOnce(UnsafeCell::new(MaybeUninit::uninit()));
 static PORTS: WriteOnce<PortSet> = WriteOnce(UnsafeCell::new(PortSet::EMPTY));
+/// The executable's path, read at load when KEEPALIVE_PROGRAMS or the info log needs it (a
+/// static: no 4 KiB to clear on the stack at every process start).
+static EXE_PATH: WriteOnce<[u8; 4096]> = WriteOnce(UnsafeCell::new([0; 4096]));
 
 /// The runtime when socket() may configure a TCP socket at once (see `Runtime::quick`).
 #[inline(always)]
@@ -162,44 +165,29 @@ fn load_now() -> Option<&'static Runtime> {
     ready()
 }
 
-/// The value of an environment variable, read with getenv at load.
-fn variable(name: &str) -> Option<&'static [u8]> {
-    let mut buffer = [0u8; 32];
-    buffer
-        .get_mut(..name.len())?
-        .copy_from_slice(name.as_bytes());
-    let name = CStr::from_bytes_until_nul(&buffer).ok()?;
-    // SAFETY: a NUL-terminated name; getenv returns null or a NUL-terminated value.
-    let value = unsafe { libc::getenv(name.as_ptr()) };
-    if value.is_null() {
-        return None;
-    }
-    // SAFETY: non-null, NUL-terminated, and the environment is not changed while we load
-    // (the values are not kept past the load).
-    Some(unsafe { CStr::from_ptr(value) }.to_bytes())
-}
-
 fn build() -> Option<Runtime> {
-    if secure_execution() {
+    if process::secure_execution() {
         return None; // setuid/setgid/capabilities: ignore the environment entirely.
     }
     real::resolve_all();
-    let parsed = keepalive_config::parse(variable);
+    let environment = process::Environment::read();
+    let parsed = keepalive_config::parse(|name| environment.get(name));
     let config = parsed.config;
-    let at_start = loaded_at_start();
     if config.log >= LogLevel::Info || !parsed.errors.is_empty() {
         log::begin();
     }
-    if !config.inherit && at_start {
-        leave_out_of_children(config.log);
+    // Whether the library came with the program is asked only where it matters (a walk of
+    // every loaded object).
+    if !config.inherit && process::loaded_at_start() {
+        process::leave_out_of_children(config.log);
     }
-    let mut exe_buffer = [0u8; 4096];
     let exe = if config.programs.is_some() || config.log >= LogLevel::Info {
-        sys::executable_path(&mut exe_buffer)
+        // SAFETY: only the loading thread writes, once; nothing reads it after the load.
+        sys::executable_path(unsafe { &mut *EXE_PATH.0.get() })
     } else {
         None
     };
-    let argv0 = argv0();
+    let argv0 = process::argv0();
     let program = exe.or(argv0).unwrap_or("?");
     // Whether to act here is decided first: a bad value, even under KEEPALIVE_STRICT, is no
     // business of a program the library leaves alone (a system-wide install).
@@ -224,7 +212,7 @@ fn build() -> Option<Runtime> {
             log::line(format_args!("{error}"));
         }
         if config.strict {
-            if at_start {
+            if process::loaded_at_start() {
                 sys::exit_now(2);
             }
             log::line(format_args!(
@@ -298,149 +286,4 @@ fn runtime_from(config: &Config<'_>, kernel: KernelDefaults) -> Runtime {
         steps,
         step_count: plan.steps().len(),
     }
-}
-
-/// True in secure-execution mode (setuid, setgid, file capabilities).
-fn secure_execution() -> bool {
-    // SAFETY: getauxval has no preconditions.
-    unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
-}
-
-unsafe extern "C" {
-    /// argv[0], kept by glibc and musl alike.
-    static program_invocation_name: *const c_char;
-}
-
-fn argv0() -> Option<&'static str> {
-    // SAFETY: set by the C library before any constructor runs; points to argv[0], which
-    // lives as long as the process, or is null.
-    let name = unsafe { program_invocation_name };
-    if name.is_null() {
-        return None;
-    }
-    // SAFETY: non-null, NUL-terminated argv string.
-    unsafe { CStr::from_ptr(name) }.to_str().ok()
-}
-
-/// Whether the library was loaded with the program (LD_PRELOAD, /etc/ld.so.preload) rather
-/// than dlopen()ed into a running one: ld.so lists the objects loaded at start in order, the
-/// executable, its preloads, then their dependencies, the C library among them; dlopen
-/// appends. So a preload comes before the C library that defines `socket`.
-fn loaded_at_start() -> bool {
-    struct Search {
-        ours: usize,
-        libc: usize,
-        index: usize,
-        ours_at: Option<usize>,
-        libc_at: Option<usize>,
-    }
-    unsafe extern "C" fn visit(
-        info: *mut libc::dl_phdr_info,
-        _: usize,
-        data: *mut c_void,
-    ) -> c_int {
-        // SAFETY: dl_iterate_phdr passes a valid info and our own data pointer.
-        let (info, search) = unsafe { (&*info, &mut *data.cast::<Search>()) };
-        let headers: &[libc::Elf64_Phdr] = if info.dlpi_phdr.is_null() {
-            &[]
-        } else {
-            // SAFETY: ld.so's program headers for this object, dlpi_phnum of them.
-            unsafe { core::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum)) }
-        };
-        let holds = |address: usize| {
-            headers.iter().any(|header| {
-                let start = (info.dlpi_addr as usize).wrapping_add(header.p_vaddr as usize);
-                header.p_type == libc::PT_LOAD
-                    && start <= address
-                    && address - start < header.p_memsz as usize
-            })
-        };
-        if search.ours_at.is_none() && holds(search.ours) {
-            search.ours_at = Some(search.index);
-        }
-        if search.libc_at.is_none() && holds(search.libc) {
-            search.libc_at = Some(search.index);
-        }
-        search.index += 1;
-        0
-    }
-    let mut search = Search {
-        ours: loaded_at_start as *const () as usize,
-        libc: real::socket() as usize,
-        index: 0,
-        ours_at: None,
-        libc_at: None,
-    };
-    // SAFETY: the callback only reads what ld.so passes and writes `search`.
-    unsafe { libc::dl_iterate_phdr(Some(visit), (&raw mut search).cast()) };
-    match (search.ours_at, search.libc_at) {
-        (Some(ours), Some(libc)) => ours < libc,
-        // Cannot tell: behave as a preload (the common case).
-        _ => true,
-    }
-}
-
-/// KEEPALIVE_INHERIT=no: takes this library out of LD_PRELOAD so that programs this process
-/// execs start without it (it stays loaded here). Only at start, before the program's own
-/// threads exist.
-fn leave_out_of_children(log_level: LogLevel) {
-    let (Some(library), Some(list)) = (own_library_path(), variable("LD_PRELOAD")) else {
-        return;
-    };
-    let Ok(list) = core::str::from_utf8(list) else {
-        return;
-    };
-    // The list without us is never longer: a buffer of the list's size plus its NUL, whatever
-    // that size (mapped once at load and left: setenv copies it).
-    let Some(memory) = sys::map_memory(list.len() + 1) else {
-        return;
-    };
-    // SAFETY: a fresh private mapping of list.len() + 1 zeroed bytes, owned by nobody else and
-    // never unmapped.
-    let rest = unsafe { core::slice::from_raw_parts_mut(memory, list.len() + 1) };
-    let Some(remaining) = rest
-        .get_mut(..list.len())
-        .and_then(|out| preload_list::without(list, library, out))
-    else {
-        return;
-    };
-    let remaining_length = remaining.len();
-    // rest[remaining_length] is 0: the mapping is zeroed and the list used at most list.len().
-    let Ok(value) = CStr::from_bytes_until_nul(rest) else {
-        return;
-    };
-    // SAFETY: NUL-terminated name and value; at start no other thread reads the environment.
-    unsafe {
-        if remaining_length == 0 {
-            libc::unsetenv(c"LD_PRELOAD".as_ptr());
-        } else {
-            libc::setenv(c"LD_PRELOAD".as_ptr(), value.as_ptr(), 1);
-        }
-    }
-    log::event(
-        log_level,
-        LogLevel::Info,
-        format_args!(
-            "KEEPALIVE_INHERIT=no: LD_PRELOAD for children is now \"{}\"",
-            value.to_str().unwrap_or("")
-        ),
-    );
-}
-
-/// The path this library was loaded from, as ld.so recorded it.
-fn own_library_path() -> Option<&'static str> {
-    let mut info = MaybeUninit::<libc::Dl_info>::zeroed();
-    let anchor = own_library_path as *const c_void;
-    // SAFETY: dladdr only fills `info` for an address inside a loaded object.
-    if unsafe { libc::dladdr(anchor, info.as_mut_ptr()) } == 0 {
-        return None;
-    }
-    // SAFETY: dladdr succeeded, so info is initialised; dli_fname lives as long as the
-    // object stays loaded, which for a preload is the whole process.
-    let name = unsafe { info.assume_init() }.dli_fname;
-    if name.is_null() {
-        return None;
-    }
-    // SAFETY: non-null, NUL-terminated string owned by ld.so.
-    unsafe { CStr::from_ptr(name) }.to_str().ok()
 }
