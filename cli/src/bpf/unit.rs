@@ -30,7 +30,7 @@ const TYPES: [&str; 11] = [
 pub fn normalize(unit: &str) -> Result<String, String> {
     let invalid = |why: &str| {
         Err(format!(
-            "{unit:?} is not a valid unit name ({why}; systemd-escape makes one from any string)"
+            "not a valid unit name ({why}; systemd-escape makes one from any string)"
         ))
     };
     if unit.is_empty() || unit.len() > 255 {
