@@ -1428,9 +1428,7 @@ fn ebpf_dropin_on_a_socket_activated_service() {
         "no policy on {socket_dir}: {policies:?}"
     );
     // The service's attach, this time, has nothing to say about the socket unit.
-    let journal = c.sh(&format!(
-        "journalctl -b --no-pager -o cat _SYSTEMD_UNIT=kpsb-act.service"
-    ));
+    let journal = c.sh("journalctl -b --no-pager -o cat _SYSTEMD_UNIT=kpsb-act.service");
     let said = journal
         .lines()
         .filter(|line| line.contains("kpsb-act.socket"))
