@@ -2,7 +2,6 @@
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::process::Command;
 
 use crate::Failure;
 
@@ -14,54 +13,20 @@ const CGROUP_ROOTS: [&str; 3] = [
     "/sys/fs/cgroup/systemd",
 ];
 
-/// The processes of a systemd unit: its ControlGroup, as `systemctl show` reports it.
+/// The processes of a systemd unit: its ControlGroup, as `systemctl show` reports it. Every
+/// error is one line (a name systemctl would refuse is refused first; systemctl's own error is
+/// cut to its first line).
 pub(super) fn unit_processes(unit: &str) -> Result<Vec<i32>, Failure> {
-    if !Path::new("/run/systemd/system").is_dir() {
-        return Err(Failure::new(format!(
-            "apply: --unit {unit}: systemd is not running on this machine (no /run/systemd/system); \
-             give the process IDs, or the control group with --cgroup PATH"
-        )));
-    }
-    let output = Command::new("systemctl")
-        .args([
-            "show",
-            "--property=LoadState",
-            "--property=ControlGroup",
-            "--",
-        ])
-        .arg(unit)
-        .output()
-        .map_err(|error| {
-            Failure::new(format!(
-                "apply: --unit {unit}: cannot run systemctl: {error}"
-            ))
-        })?;
-    let text = String::from_utf8_lossy(&output.stdout);
-    let property = |name: &str| {
-        text.lines()
-            .find_map(|line| line.strip_prefix(name)?.strip_prefix('='))
-            .map(str::trim)
-            .unwrap_or("")
-    };
-    if !output.status.success() {
-        return Err(Failure::new(format!(
-            "apply: --unit {unit}: systemctl show failed: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        )));
-    }
-    if property("LoadState") == "not-found" {
-        return Err(Failure::new(format!(
-            "apply: --unit {unit}: no such unit (systemctl list-units lists the loaded ones)"
-        )));
-    }
-    let group = property("ControlGroup");
-    if group.is_empty() {
+    let shown = crate::bpf::unit::show(unit)
+        .map_err(|error| Failure::new(format!("apply: --unit {unit}: {error}")))?;
+    if shown.control_group.is_empty() {
         return Err(Failure::new(format!(
             "apply: --unit {unit}: the unit has no control group, so no process: it is not \
-             running (systemctl status {unit})"
+             running (systemctl status {})",
+            shown.name
         )));
     }
-    cgroup_processes(Path::new(group))
+    cgroup_processes(Path::new(&shown.control_group))
 }
 
 /// Every process in a control group and the groups below it.

@@ -4,7 +4,6 @@
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use super::sys;
 use crate::Failure;
@@ -94,31 +93,24 @@ pub fn expected_path(path: &Path) -> Result<PathBuf, Failure> {
     Ok(root.join(path.strip_prefix("/").unwrap_or(path)))
 }
 
-/// `--unit NAME`: the unit's `ControlGroup` property, through systemctl.
+/// `--unit NAME`: the unit's `ControlGroup` property, through systemctl; a one-line error
+/// naming the unit when there is none.
 pub fn unit_path(unit: &str) -> Result<PathBuf, Failure> {
-    let output = Command::new("systemctl")
-        .args(["show", "--property=ControlGroup", "--value", "--"])
-        .arg(unit)
-        .output()
-        .map_err(|error| {
-            Failure::new(format!(
-                "--unit needs systemctl (systemd), which cannot run: {error}"
-            ))
-        })?;
-    if !output.status.success() {
+    let shown =
+        super::unit::show(unit).map_err(|error| Failure::new(format!("--unit {unit}: {error}")))?;
+    control_group(&shown)
+}
+
+/// A shown unit's control group, or why it has none.
+pub fn control_group(unit: &super::unit::Unit) -> Result<PathBuf, Failure> {
+    if unit.control_group.is_empty() {
         return Err(Failure::new(format!(
-            "systemctl show {unit} failed: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
+            "--unit {}: the unit has no control group: it is not running (attach from its \
+             ExecCondition= or ExecStartPre=, or once it runs)",
+            unit.name
         )));
     }
-    let group = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-    if group.is_empty() {
-        return Err(Failure::new(format!(
-            "the unit {unit} has no control group: it is not running (attach from its \
-             ExecStartPre=, or once it runs)"
-        )));
-    }
-    Ok(PathBuf::from(group))
+    Ok(PathBuf::from(&unit.control_group))
 }
 
 /// The cgroup2 path of a process (/proc/PID/cgroup's `0::` line), under the unified root.

@@ -14,6 +14,7 @@ mod layout;
 mod load;
 mod pins;
 mod sys;
+pub(crate) mod unit;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -88,6 +89,9 @@ pub struct DetachArgs {
     /// Remove every stale policy (its cgroup is gone).
     #[arg(long)]
     stale: bool,
+    /// Remove every policy, live or stale (the package's prerm does, on removal).
+    #[arg(long, conflicts_with_all = ["cgroup", "unit", "stale"])]
+    all: bool,
 }
 
 #[derive(Args, Debug)]
@@ -137,9 +141,16 @@ fn attach(args: &AttachArgs) -> Result<ExitCode, Failure> {
         return Ok(ExitCode::from(EXIT_ERROR));
     }
     require_root("attach")?;
-    let cgroup = match (&args.target.cgroup, &args.target.unit) {
-        (Some(path), _) => cgroup::from_path(path)?,
-        (None, Some(unit)) => cgroup::from_path(&cgroup::unit_path(unit)?)?,
+    let (cgroup, shown) = match (&args.target.cgroup, &args.target.unit) {
+        (Some(path), _) => (cgroup::from_path(path)?, None),
+        (None, Some(unit)) => {
+            let shown = unit::show(unit)
+                .map_err(|error| Failure::new(format!("--unit {unit}: {error}")))?;
+            (
+                cgroup::from_path(&cgroup::control_group(&shown)?)?,
+                Some(shown),
+            )
+        }
         (None, None) => return Err(Failure::new("give --cgroup PATH or --unit NAME")),
     };
     let config = parsed.config;
@@ -152,11 +163,82 @@ fn attach(args: &AttachArgs) -> Result<ExitCode, Failure> {
         cgroup.id,
         describe(&config, kernel)
     );
+    if let Some(shown) = &shown {
+        if let Some(warning) = socket_activation_warning(shown) {
+            eprintln!("{PREFIX}: {warning}");
+        }
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A service started by a `.socket` unit accepts connections on sockets systemd made in the
+/// socket unit's cgroup (an accepted socket belongs to its listener's cgroup): the service's
+/// policy does not reach them. One line naming the socket units that have no policy of their
+/// own, and the remedy; none when every one has.
+fn socket_activation_warning(service: &unit::Unit) -> Option<String> {
+    if !service.name.ends_with(".service") {
+        return None;
+    }
+    let sockets: Vec<&String> = service
+        .triggered_by
+        .iter()
+        .filter(|name| name.ends_with(".socket"))
+        .collect();
+    if sockets.is_empty() {
+        return None;
+    }
+    let policies = attached_policies().unwrap_or_default();
+    let covered = |socket: &str| {
+        unit::show(socket)
+            .ok()
+            .and_then(|shown| cgroup::control_group(&shown).ok())
+            .and_then(|path| cgroup::from_path(&path).ok())
+            .is_some_and(|group| {
+                policies
+                    .iter()
+                    .any(|policy| !policy.stale && policy.cgroup == group.path)
+            })
+    };
+    let uncovered: Vec<&str> = sockets
+        .into_iter()
+        .map(String::as_str)
+        .filter(|socket| !covered(socket))
+        .collect();
+    if uncovered.is_empty() {
+        return None;
+    }
+    let example = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.to_owned()))
+        .map(|prefix| prefix.join("share/doc/keepalive-preload/examples/keepalive-bpf-socket.conf"))
+        .filter(|path| path.is_file())
+        .map_or_else(
+            || "keepalive-bpf-socket.conf (an example of the package)".to_owned(),
+            |path| path.display().to_string(),
+        );
+    let (names, directories) = match uncovered.as_slice() {
+        [one] => ((*one).to_owned(), format!("/etc/systemd/system/{one}.d/")),
+        many => (
+            many.join(", "),
+            "/etc/systemd/system/SOCKET.d/ of each".to_owned(),
+        ),
+    };
+    Some(format!(
+        "{} is socket-activated by {names}: the connections it accepts there are made in the \
+         socket unit's cgroup and this policy does not cover them (its own connections it \
+         does); to cover them, copy {example} into {directories} and restart the socket unit",
+        service.name
+    ))
 }
 
 fn detach(args: &DetachArgs) -> Result<ExitCode, Failure> {
     require_root("detach")?;
+    if args.all {
+        for cgroup in pins::detach_all() {
+            println!("{PREFIX}: policy detached from {}", cgroup.display());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     if args.stale {
         let removed = pins::detach_stale()?;
         println!("{PREFIX}: {removed} stale policies removed");
@@ -166,11 +248,13 @@ fn detach(args: &DetachArgs) -> Result<ExitCode, Failure> {
         (Some(path), _) => path.clone(),
         (None, Some(unit)) => match cgroup::unit_path(unit) {
             Ok(path) => path,
+            Err(error) if unit::normalize(unit).is_err() => return Err(error),
             Err(error) => {
                 // The unit is gone already (no ControlGroup): the policy recorded for a cgroup
                 // of its name (unit names are unique) is removed all the same.
+                let name = unit::normalize(unit).unwrap_or_else(|_| unit.clone());
                 if pins::detach_where(|path, _| {
-                    path.file_name().is_some_and(|name| name == unit.as_str())
+                    path.file_name().is_some_and(|file| file == name.as_str())
                 }) == 0
                 {
                     return Err(error);
@@ -180,7 +264,9 @@ fn detach(args: &DetachArgs) -> Result<ExitCode, Failure> {
             }
         },
         (None, None) => {
-            return Err(Failure::new("give --cgroup PATH, --unit NAME or --stale"));
+            return Err(Failure::new(
+                "give --cgroup PATH, --unit NAME, --stale or --all",
+            ));
         }
     };
     // The cgroup may be gone already (ExecStopPost= after the unit's processes ended): the

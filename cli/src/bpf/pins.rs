@@ -426,6 +426,19 @@ pub fn detach_where(matches: impl Fn(&Path, u64) -> bool) -> usize {
     removed
 }
 
+/// Removes every policy, and our directory in bpffs; returns the cgroups they were recorded
+/// for (the pin's directory when nothing is recorded).
+pub fn detach_all() -> Vec<PathBuf> {
+    let mut removed = Vec::new();
+    for dir in list_dirs() {
+        let recorded = open(&dir.join("info")).and_then(|info| read_info(info.as_fd()).ok());
+        remove(&dir);
+        removed.push(recorded.map_or_else(|| dir.clone(), |(_, path, _)| path));
+    }
+    let _ = std::fs::remove_dir(base());
+    removed
+}
+
 pub fn detach_stale() -> Result<usize, Failure> {
     let stale: Vec<Attached> = attached_policies()?
         .into_iter()
