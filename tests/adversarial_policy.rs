@@ -215,6 +215,7 @@ fn a_connect_interrupted_by_a_signal_is_judged_like_one_in_progress() {
 }
 
 #[test]
+#[ignore = "needs root: a network namespace of its own (unshare -n); scripts/test runs it"]
 fn an_exhausted_descriptor_table_does_not_change_how_an_accepted_socket_is_judged() {
     // In a network namespace of its own whose tcp_keepalive_time is 600, the program accepts
     // from a listener the library never configured (made with raw system calls, like an

@@ -60,6 +60,7 @@ fn ended_after_ms(out: &Output) -> u64 {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces and iptables; scripts/test runs it"]
 fn keepalive_detects_a_vanished_peer() {
     let vars = [("KEEPIDLE", "1"), ("KEEPINTVL", "1"), ("KEEPCNT", "2")];
     let out = watch_die(true, &vars, &["--timeout", "20"]);
@@ -70,6 +71,7 @@ fn keepalive_detects_a_vanished_peer() {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces and iptables; scripts/test runs it"]
 fn user_timeout_detects_a_vanished_peer_with_data_in_flight() {
     let vars = [("KEEPALIVE_USER_TIMEOUT", "2s")];
     let out = watch_die(true, &vars, &["--send", "yes", "--timeout", "20"]);
@@ -78,6 +80,7 @@ fn user_timeout_detects_a_vanished_peer_with_data_in_flight() {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces and iptables; scripts/test runs it"]
 fn without_the_library_the_connection_stays_open() {
     let vars = [("KEEPIDLE", "1"), ("KEEPINTVL", "1"), ("KEEPCNT", "2")];
     let out = watch_die(false, &vars, &["--send", "yes", "--timeout", "8"]);

@@ -317,6 +317,7 @@ fn assert_skipped(c: &Container, unit: &str, reason: &str) {
 }
 
 #[test]
+#[ignore = "needs root: boots systemd in systemd-nspawn; scripts/test runs it"]
 fn debian_redis_server_with_the_dropin() {
     let _serial = serial();
     let c = Container::boot("debian");
@@ -427,6 +428,7 @@ fn debian_redis_server_with_the_dropin() {
 }
 
 #[test]
+#[ignore = "needs root: boots systemd in systemd-nspawn; scripts/test runs it"]
 fn redis_cluster_template_three_nodes() {
     let _serial = serial();
     let c = Container::boot("cluster");
@@ -608,6 +610,7 @@ fn partition(c: &Container, expected: Option<Values>, observe_s: f64) -> Partiti
 }
 
 #[test]
+#[ignore = "needs root: boots systemd in systemd-nspawn; scripts/test runs it"]
 fn dead_peer_through_the_units_on_two_hosts() {
     let _serial = serial();
     let c = Container::boot("deadpeer");
@@ -969,6 +972,7 @@ fn assert_covered(c: &Container, round: &str) -> u64 {
 }
 
 #[test]
+#[ignore = "needs root: boots systemd in systemd-nspawn; scripts/test runs it"]
 fn ebpf_dropin_on_a_static_dynamic_user_service() {
     let _serial = serial();
     let sock = static_sock();
@@ -1057,6 +1061,7 @@ const REDIS_UNIT: &str = "kpsb-redis.service";
 const REDIS_PORT: u16 = 47201;
 
 #[test]
+#[ignore = "needs root: boots systemd in systemd-nspawn; scripts/test runs it"]
 fn apply_to_a_running_redis_unit_without_the_library() {
     let _serial = serial();
     let started = Instant::now();
@@ -1198,6 +1203,7 @@ fn apply_to_a_running_redis_unit_without_the_library() {
 /// inactive), where a failing `ExecStartPre=` was rerun by `Restart=always` until the start
 /// limit and the status showed only "Start request repeated too quickly".
 #[test]
+#[ignore = "needs root: boots systemd in systemd-nspawn; scripts/test runs it"]
 fn ebpf_dropin_on_debian_redis_server() {
     let _serial = serial();
     let c = Container::boot_with("kpsb-redis", BPF_NSPAWN_ARGS);
@@ -1293,6 +1299,7 @@ fn ebpf_dropin_on_debian_redis_server() {
 /// `--unit` with a name systemctl refuses: exit status 2 and one line, as for a unit that does
 /// not exist (systemctl's own two-line error is not passed through).
 #[test]
+#[ignore = "needs root: boots systemd in systemd-nspawn; scripts/test runs it"]
 fn unit_name_errors_are_one_line() {
     let _serial = serial();
     let c = Container::boot("kpsb-names");
@@ -1329,6 +1336,7 @@ fn unit_name_errors_are_one_line() {
 /// shipped `keepalive-bpf-socket.conf` in `kpsb-act.socket.d/`, covers the listener and the
 /// accepted connection, silences the line, and its stop removes the policy.
 #[test]
+#[ignore = "needs root: boots systemd in systemd-nspawn; scripts/test runs it"]
 fn ebpf_dropin_on_a_socket_activated_service() {
     let _serial = serial();
     let server = static_activated();
@@ -1463,6 +1471,7 @@ fn live_cgroup_dir(c: &Container, unit: &str) -> String {
 /// start, 203/EXEC), postrm names the copy, and nothing the command pinned outlives the package
 /// (prerm detaches every policy: once the command is gone, `ExecStopPost=` is skipped).
 #[test]
+#[ignore = "needs root: boots systemd in systemd-nspawn; scripts/test runs it"]
 fn ebpf_dropin_left_behind_after_dpkg_r() {
     let _serial = serial();
     let sock = static_sock();

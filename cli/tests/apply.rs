@@ -53,6 +53,7 @@ fn value_of<'a>(read: &'a [(String, Values)], name: &str) -> &'a Values {
 }
 
 #[test]
+#[ignore = "needs root: pidfd_getfd on other processes, setpriv, cgroups; scripts/test runs it"]
 fn every_policy_sets_listeners_connected_and_accepted_sockets_ipv4_and_ipv6() {
     require_root(NEEDS_ROOT);
     // policy, then what c4 and c6 carry afterwards (the others always get ours).
@@ -133,6 +134,7 @@ fn every_policy_sets_listeners_connected_and_accepted_sockets_ipv4_and_ipv6() {
 }
 
 #[test]
+#[ignore = "needs root: pidfd_getfd on other processes, setpriv, cgroups; scripts/test runs it"]
 fn table_shows_before_and_after_and_dry_run_changes_nothing() {
     require_root(NEEDS_ROOT);
     let holder = holder(&sockets(), &[]);
@@ -201,6 +203,7 @@ fn table_shows_before_and_after_and_dry_run_changes_nothing() {
 }
 
 #[test]
+#[ignore = "needs root: pidfd_getfd on other processes, setpriv, cgroups; scripts/test runs it"]
 fn ports_and_nets_select_sockets_like_the_library() {
     require_root(NEEDS_ROOT);
     let holder = holder(&sockets(), &[]);
@@ -251,6 +254,7 @@ fn holder_again() -> Holder {
 }
 
 #[test]
+#[ignore = "needs root: pidfd_getfd on other processes, setpriv, cgroups; scripts/test runs it"]
 fn the_environment_configures_without_options_and_options_win_over_it() {
     require_root(NEEDS_ROOT);
     let holder = holder(&sockets(), &[]);
@@ -301,6 +305,7 @@ fn assert_untouched(holder: &Holder) {
 }
 
 #[test]
+#[ignore = "needs root: pidfd_getfd on other processes, setpriv, cgroups; scripts/test runs it"]
 fn bad_input_is_one_clear_line_status_2_and_changes_nothing() {
     require_root(NEEDS_ROOT);
     let holder = holder(&sockets(), &[]);
@@ -508,6 +513,7 @@ impl Drop for Group {
 }
 
 #[test]
+#[ignore = "needs root: pidfd_getfd on other processes, setpriv, cgroups; scripts/test runs it"]
 fn cgroup_covers_every_process_of_the_group_and_its_subgroups() {
     require_root(NEEDS_ROOT);
     let root = cgroup2_root();
@@ -571,6 +577,7 @@ fn cgroup_covers_every_process_of_the_group_and_its_subgroups() {
 }
 
 #[test]
+#[ignore = "needs root: pidfd_getfd on other processes, setpriv, cgroups; scripts/test runs it"]
 fn a_socket_closed_while_apply_runs_is_skipped_not_an_error() {
     require_root(NEEDS_ROOT);
     // 1,500 connections (3,001 TCP sockets) that the process closes from the highest descriptor
@@ -646,6 +653,7 @@ sys.stdin.readline()
 }
 
 #[test]
+#[ignore = "needs root: pidfd_getfd on other processes, setpriv, cgroups; scripts/test runs it"]
 fn a_socket_shared_by_two_processes_or_two_descriptors_is_changed_once() {
     require_root(NEEDS_ROOT);
     // A listener and a connection, the connection dup'ed, then the process forks: parent and
@@ -726,6 +734,7 @@ int setsockopt(int fd, int level, int name, const void *value, socklen_t len) {
 "#;
 
 #[test]
+#[ignore = "needs root: pidfd_getfd on other processes, setpriv, cgroups; scripts/test runs it"]
 fn a_socket_that_cannot_be_changed_is_named_and_exits_1() {
     require_root(NEEDS_ROOT);
     let dir = TempDir::new("apply-refuse");
@@ -752,6 +761,7 @@ fn a_socket_that_cannot_be_changed_is_named_and_exits_1() {
 }
 
 #[test]
+#[ignore = "needs root: pidfd_getfd on other processes, setpriv, cgroups; scripts/test runs it"]
 fn apply_afterwards_and_the_library_from_the_start_agree_under_every_policy() {
     require_root(NEEDS_ROOT);
     let library = library();

@@ -17,6 +17,7 @@ use common::*;
 const CONNECTIONS: usize = 5_000;
 
 #[test]
+#[ignore = "needs root: pidfd_getfd on another process; scripts/test runs it"]
 fn ten_thousand_sockets_are_all_changed() {
     require_root(NEEDS_ROOT);
     let port = port(1);

@@ -41,6 +41,7 @@ fn one(lines: Vec<Readback>) -> Readback {
 }
 
 #[test]
+#[ignore = "needs root: cgroups and bpf(2); scripts/test runs it"]
 fn clients_no_preload_reaches_are_configured() {
     let cgroup = TestCgroup::new("clients");
     cgroup.attach_ok(&POLICY, &["--override", "yes"]);
@@ -86,6 +87,7 @@ fn clients_no_preload_reaches_are_configured() {
 }
 
 #[test]
+#[ignore = "needs root: cgroups and bpf(2); scripts/test runs it"]
 fn go_keeps_its_own_values_under_no_and_loses_them_under_tighten() {
     let cgroup = TestCgroup::new("go");
     let peer = Peer::new("127.0.0.1", port(PORTS.0, PORTS.1));
@@ -108,6 +110,7 @@ fn go_keeps_its_own_values_under_no_and_loses_them_under_tighten() {
 /// the client is outside. Under each policy the accepted socket reads back what
 /// `Override::replace` says; the listener carries the configured values.
 #[test]
+#[ignore = "needs root: cgroups and bpf(2); scripts/test runs it"]
 fn redis_like_server_under_yes_tighten_and_no() {
     let configured = [1, 2, 20, 5, 3000];
     let redis = [
@@ -156,6 +159,7 @@ fn redis_like_server_under_yes_tighten_and_no() {
 }
 
 #[test]
+#[ignore = "needs root: cgroups and bpf(2); scripts/test runs it"]
 fn options_set_before_connect_follow_the_policy() {
     let cgroup = TestCgroup::new("preconnect");
     let peer = Peer::new("127.0.0.1", port(PORTS.0, PORTS.1));
@@ -170,6 +174,7 @@ fn options_set_before_connect_follow_the_policy() {
 }
 
 #[test]
+#[ignore = "needs root: cgroups and bpf(2); scripts/test runs it"]
 fn attach_again_updates_in_place_and_detach_restores_defaults() {
     let cgroup = TestCgroup::new("update");
     let peer = Peer::new("127.0.0.1", port(PORTS.0, PORTS.1));
@@ -201,6 +206,7 @@ fn attach_again_updates_in_place_and_detach_restores_defaults() {
 }
 
 #[test]
+#[ignore = "needs root: cgroups and bpf(2); scripts/test runs it"]
 fn a_removed_cgroup_leaves_a_stale_policy_that_detach_stale_removes() {
     let cgroup = TestCgroup::new("stale");
     cgroup.attach_ok(&POLICY, &[]);
@@ -245,6 +251,7 @@ fn assert_one_error(output: &std::process::Output, what: &str, needle: &str) {
 }
 
 #[test]
+#[ignore = "needs root: cgroups and bpf(2); scripts/test runs it"]
 fn bad_input_is_one_error_with_status_2_and_attaches_nothing() {
     let cgroup = TestCgroup::new("bad");
     let bin = common::BIN;
@@ -311,6 +318,7 @@ fn bad_input_is_one_error_with_status_2_and_attaches_nothing() {
 }
 
 #[test]
+#[ignore = "needs root: cgroups and bpf(2); scripts/test runs it"]
 fn inspect_judges_sockets_by_the_policy_without_the_library() {
     let cgroup = TestCgroup::new("inspect");
     cgroup.attach_ok(&POLICY, &["--override", "yes"]);
@@ -363,6 +371,7 @@ fn inspect_judges_sockets_by_the_policy_without_the_library() {
 /// io_uring's own setsockopt (SOCKET_URING_OP_SETSOCKOPT) reaches the cgroup/setsockopt program
 /// like setsockopt(2) does.
 #[test]
+#[ignore = "needs root: cgroups and bpf(2); scripts/test runs it"]
 fn io_uring_setsockopt_follows_the_override_policy() {
     let cgroup = TestCgroup::new("uring");
     cgroup.attach_ok(&POLICY, &["--override", "yes"]);
@@ -385,6 +394,7 @@ fn io_uring_setsockopt_follows_the_override_policy() {
 /// KEEPALIVE=off (the library's master switch) attaches a policy that leaves every socket alone.
 /// (The cgroup is named as systemd and /proc/PID/cgroup name it: its path in the hierarchy.)
 #[test]
+#[ignore = "needs root: cgroups and bpf(2); scripts/test runs it"]
 fn keepalive_off_leaves_sockets_alone() {
     let cgroup = TestCgroup::new("off");
     let name = cgroup.path.file_name().unwrap().to_str().unwrap();
@@ -409,6 +419,7 @@ fn keepalive_off_leaves_sockets_alone() {
 /// `ExecStopPost=… bpf detach --unit %n` after the unit's cgroup is gone: the policy recorded for
 /// a cgroup of the unit's name is removed.
 #[test]
+#[ignore = "needs root: cgroups and bpf(2); scripts/test runs it"]
 fn detach_of_a_unit_whose_cgroup_is_gone_removes_its_policy() {
     let unit = format!("kpb-unit-{}.service", std::process::id());
     let path = bpfkit::unified_root().join(&unit);

@@ -94,6 +94,7 @@ fn subscribe(mut command: Command) -> (Child, mpsc::Receiver<(Instant, String)>)
 }
 
 #[test]
+#[ignore = "needs root: cgroups, bpf(2), network namespaces; scripts/test runs it"]
 fn go_subscriber_notices_a_blackholed_server_within_the_bound() {
     common::require_root("network namespaces, iptables, cgroups and eBPF");
     let redis = testkit::tool("redis-server", "redis-server");

@@ -112,6 +112,7 @@ fn values(socket: &Value) -> [i64; 5] {
 }
 
 #[test]
+#[ignore = "needs root: cgroups, bpf(2), pidfd_getfd; scripts/test runs it"]
 fn redis_cluster_node_in_a_cgroup_carries_the_policy_on_its_bus_links() {
     common::require_root("cgroups, eBPF and pidfd_getfd");
     let redis = testkit::tool("redis-server", "redis-server");

@@ -25,6 +25,7 @@ fn all_on() -> Value {
 }
 
 #[test]
+#[ignore = "needs root: pidfd_getfd on other processes; scripts/test runs it"]
 fn table_lists_every_tcp_socket_aligned_and_exits_0() {
     require_root(INSPECT_NEEDS_ROOT);
     let holder = holder(&all_on(), &[]);
@@ -121,6 +122,7 @@ fn table_lists_every_tcp_socket_aligned_and_exits_0() {
 }
 
 #[test]
+#[ignore = "needs root: pidfd_getfd on other processes; scripts/test runs it"]
 fn json_is_one_object_per_socket_with_the_documented_keys() {
     require_root(INSPECT_NEEDS_ROOT);
     let holder = holder(&all_on(), &[]);
@@ -189,6 +191,7 @@ fn json_is_one_object_per_socket_with_the_documented_keys() {
 }
 
 #[test]
+#[ignore = "needs root: pidfd_getfd on other processes; scripts/test runs it"]
 fn a_socket_without_keepalive_exits_1() {
     require_root(INSPECT_NEEDS_ROOT);
     let spec = json!([
@@ -216,6 +219,7 @@ fn a_socket_without_keepalive_exits_1() {
 }
 
 #[test]
+#[ignore = "needs root: pidfd_getfd on other processes; scripts/test runs it"]
 fn errors_exit_2_with_a_clear_message() {
     require_root(INSPECT_NEEDS_ROOT);
     // No such process.
@@ -272,6 +276,7 @@ fn errors_exit_2_with_a_clear_message() {
 }
 
 #[test]
+#[ignore = "needs root: pidfd_getfd on other processes; scripts/test runs it"]
 fn statically_linked_process_is_read_and_reported_without_the_library() {
     require_root(INSPECT_NEEDS_ROOT);
     let dir = TempDir::new("static");
@@ -338,6 +343,7 @@ fn mapped_holder(dir: &TempDir, spec: &Value, env: &[(&str, &str)]) -> Holder {
 }
 
 #[test]
+#[ignore = "needs root: pidfd_getfd on other processes; scripts/test runs it"]
 fn expect_env_override_yes_wants_exact_values() {
     require_root(INSPECT_NEEDS_ROOT);
     let dir = TempDir::new("yes");
@@ -389,6 +395,7 @@ fn expect_env_override_yes_wants_exact_values() {
 }
 
 #[test]
+#[ignore = "needs root: pidfd_getfd on other processes; scripts/test runs it"]
 fn expect_env_tighten_accepts_smaller_values_and_no_only_wants_keepalive() {
     require_root(INSPECT_NEEDS_ROOT);
     let dir = TempDir::new("tighten");
@@ -430,6 +437,7 @@ fn expect_env_tighten_accepts_smaller_values_and_no_only_wants_keepalive() {
 }
 
 #[test]
+#[ignore = "needs root: pidfd_getfd on other processes; scripts/test runs it"]
 fn expect_env_ports_filter_uses_remote_port_outgoing_and_local_port_accepted() {
     require_root(INSPECT_NEEDS_ROOT);
     let dir = TempDir::new("ports");
@@ -468,6 +476,7 @@ fn expect_env_ports_filter_uses_remote_port_outgoing_and_local_port_accepted() {
 }
 
 #[test]
+#[ignore = "needs root: pidfd_getfd on other processes; scripts/test runs it"]
 fn expect_env_program_list_and_master_switch() {
     require_root(INSPECT_NEEDS_ROOT);
     let spec = json!([
@@ -520,6 +529,7 @@ fn holder_off(spec: &Value) -> Holder {
 }
 
 #[test]
+#[ignore = "needs root: pidfd_getfd on other processes; scripts/test runs it"]
 fn expect_env_resolves_auto_with_the_kernel_defaults() {
     require_root(INSPECT_NEEDS_ROOT);
     let dir = TempDir::new("auto");
@@ -549,6 +559,7 @@ fn expect_env_resolves_auto_with_the_kernel_defaults() {
 }
 
 #[test]
+#[ignore = "needs root: pidfd_getfd on other processes; scripts/test runs it"]
 fn invalid_values_in_the_process_environment_are_reported() {
     require_root(INSPECT_NEEDS_ROOT);
     let dir = TempDir::new("invalid");
@@ -569,6 +580,7 @@ fn invalid_values_in_the_process_environment_are_reported() {
 /// dropped) has no peer for getpeername; inspect still shows where it goes and judges its
 /// KEEPALIVE_PORTS role by that remote port.
 #[test]
+#[ignore = "needs root: pidfd_getfd on other processes; scripts/test runs it"]
 fn connecting_sockets_show_their_remote_address() {
     require_root(INSPECT_NEEDS_ROOT);
     const SYN_SENT: &str = r#"
@@ -641,6 +653,7 @@ int main(void) {
 "#;
 
 #[test]
+#[ignore = "needs root: pidfd_getfd on other processes; scripts/test runs it"]
 fn expect_env_reads_the_live_environ_of_a_process_that_blanked_its_block() {
     require_root(INSPECT_NEEDS_ROOT);
     let dir = TempDir::new("retitled");
@@ -692,6 +705,7 @@ os.execv(sys.argv[2], sys.argv[2:])
 "#;
 
 #[test]
+#[ignore = "needs root: pidfd_getfd on other processes; scripts/test runs it"]
 fn pidfd_getfd_failures_are_clear_errors() {
     require_root(INSPECT_NEEDS_ROOT);
     let holder = holder(&all_on(), &[]);

@@ -131,9 +131,11 @@ fn path_from_env(variable: &str) -> Option<PathBuf> {
 
 /// The shipped preload library, canonical: `KEEPALIVE_PRELOAD_LIB`, else the release build
 /// `target/release/libkeepalive_preload.so` — the artifact that ships, whose link proved it has
-/// no panic path. `cargo test` cannot build it (a `panic = "abort"` cdylib), so `scripts/test`
-/// builds it first; a missing one, or one older than the library's sources, is a failure that
-/// says how to build it, never a stale library silently tested.
+/// no panic path — when it is newer than every source of the library. `cargo test` cannot
+/// build it (a `panic = "abort"` cdylib), so `scripts/test` builds it first; when it is
+/// missing or older than the sources (a newcomer's plain `cargo test`), it is built now,
+/// explicitly, with `cargo build --release -p keepalive-preload` into a target directory of
+/// its own (the outer cargo holds the lock on the normal one). Never a stale library tested.
 pub fn library() -> PathBuf {
     static LIBRARY: OnceLock<PathBuf> = OnceLock::new();
     LIBRARY
@@ -145,23 +147,47 @@ pub fn library() -> PathBuf {
                 .parent()
                 .expect("target/<profile> has a parent")
                 .to_owned();
-            let path = target.join("release").join(LIBRARY_NAME);
-            let build = "cargo build --release -p keepalive-preload (scripts/test does)";
-            let built = std::fs::metadata(&path)
-                .and_then(|metadata| metadata.modified())
-                .unwrap_or_else(|error| panic!("{}: {error}; build it: {build}", path.display()));
-            if let Some((source, changed)) = newest_library_source()
-                && changed > built
-            {
-                panic!(
-                    "{} is older than {}: rebuild it: {build}",
-                    path.display(),
-                    source.display()
-                );
-            }
+            let shipped = target.join("release").join(LIBRARY_NAME);
+            let path = if is_fresh(&shipped) {
+                shipped
+            } else {
+                build_release_library(&target.join("testkit-build"))
+            };
             std::fs::canonicalize(&path).expect("canonicalize the library")
         })
         .clone()
+}
+
+/// Whether `library` exists and is newer than every source it is built from.
+fn is_fresh(library: &Path) -> bool {
+    let Ok(built) = std::fs::metadata(library).and_then(|metadata| metadata.modified()) else {
+        return false;
+    };
+    newest_library_source().is_none_or(|(_, changed)| changed <= built)
+}
+
+/// `cargo build --release -p keepalive-preload` into `target`; the library it built.
+fn build_release_library(target: &Path) -> PathBuf {
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--release", "--quiet", "-p", "keepalive-preload"])
+        .arg("--manifest-path")
+        .arg(workspace_root().join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(target)
+        .status()
+        .unwrap_or_else(|error| panic!("run cargo to build the library: {error}"));
+    assert!(
+        status.success(),
+        "`cargo build --release -p keepalive-preload --target-dir {}` failed ({status})",
+        target.display()
+    );
+    let built = target.join("release").join(LIBRARY_NAME);
+    assert!(
+        is_fresh(&built),
+        "{} is missing or older than its sources after a build",
+        built.display()
+    );
+    built
 }
 
 /// The most recently changed file the library is built from.
@@ -238,12 +264,25 @@ pub fn tool(name: &str, package: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("`{name}` not found: install the Debian package {package}"))
 }
 
-/// A TCP port that was free a moment ago (bound, read, released).
+/// A TCP port that was free a moment ago (bound, read, released), and not returned before
+/// in this process: the kernel may hand the same ephemeral port out again at once, and tests
+/// that ask for several expect different ones.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("bind an ephemeral port")
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    // Holding every candidate until one is new keeps the kernel from offering it again.
+    let mut held = Vec::new();
+    loop {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+        let port = listener.local_addr().expect("local address").port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+        held.push(listener);
+    }
 }
 
 /// A number not returned before in this process.
