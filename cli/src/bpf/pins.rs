@@ -4,18 +4,16 @@
 //! `inspect`.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use keepalive_config::{Config, KernelDefaults, SocketOption};
+use keepalive_config::{Config, KernelDefaults};
 
 use super::cgroup::Cgroup;
-use super::layout::{self, COUNTER_NAMES, COUNTERS};
+use super::layout::{self, COUNTERS};
 use super::load::{self, failure};
 use super::sys;
 use crate::Failure;
-use crate::inspect::json_string;
 
 /// Where bpffs is looked for, and mounted when it is nowhere: /sys/fs/bpf (systemd mounts it
 /// there), else a directory of our own under /run for systems where /sys is read-only (a
@@ -74,7 +72,7 @@ fn bpffs() -> Option<&'static Path> {
 }
 
 /// Where the policies are pinned: /sys/fs/bpf/keepalive-preload, normally.
-fn base() -> PathBuf {
+pub(super) fn base() -> PathBuf {
     bpffs().unwrap_or(Path::new(BPFFS[0])).join(DIRECTORY)
 }
 
@@ -210,7 +208,7 @@ pub fn attach(
     let base = ensure_bpffs()?.join(DIRECTORY);
     std::fs::create_dir_all(&base)
         .map_err(|error| Failure::new(format!("cannot create {}: {error}", base.display())))?;
-    let variables = super::variables_text(config, kernel);
+    let variables = super::recorded::variables_text(config, kernel);
     let dir = pin_dir(cgroup.id);
     let outcome = if dir.is_dir() {
         match update(&dir, cgroup, config, kernel, &variables) {
@@ -510,114 +508,4 @@ fn read_policy(dir: &Path, cpus: usize) -> Attached {
         stale,
         problems,
     }
-}
-
-pub fn status_text(policies: &[Attached]) -> String {
-    let mut out = String::new();
-    if policies.is_empty() {
-        let _ = writeln!(
-            out,
-            "no policy attached (nothing pinned under {})",
-            base().display()
-        );
-        return out;
-    }
-    for policy in policies {
-        let parsed = super::parse_variables(&policy.variables);
-        let kernel = crate::settings::kernel_defaults();
-        let _ = writeln!(
-            out,
-            "{} (cgroup {}){}",
-            policy.cgroup.display(),
-            policy.cgroup_id,
-            if policy.stale {
-                ": STALE, the cgroup is gone and the links are defunct (`keepalive-preload bpf detach --stale` removes it)"
-            } else {
-                ""
-            }
-        );
-        let _ = writeln!(out, "  policy: {}", super::describe(&parsed.config, kernel));
-        let links: Vec<String> = policy
-            .links
-            .iter()
-            .map(|(name, id, prog, cgroup)| {
-                format!("{name} link {id} (program {prog}, cgroup {cgroup})")
-            })
-            .collect();
-        let _ = writeln!(out, "  links: {}", links.join(", "));
-        let counters: Vec<String> = COUNTER_NAMES
-            .iter()
-            .zip(policy.counters)
-            .map(|(name, value)| format!("{name}={value}"))
-            .collect();
-        let _ = writeln!(out, "  counters: {}", counters.join(" "));
-        let _ = writeln!(out, "  pinned at {}", policy.pin.display());
-        for problem in &policy.problems {
-            let _ = writeln!(out, "  problem: {problem}");
-        }
-    }
-    out
-}
-
-pub fn status_json(policies: &[Attached]) -> String {
-    let kernel = crate::settings::kernel_defaults();
-    let items: Vec<String> = policies
-        .iter()
-        .map(|policy| {
-            let parsed = super::parse_variables(&policy.variables);
-            let config = parsed.config;
-            let plan = config.plan(kernel);
-            let values: Vec<String> = SocketOption::ALL
-                .iter()
-                .map(|option| {
-                    format!(
-                        "{}:{}",
-                        json_string(option.label()),
-                        plan.value(*option)
-                            .map_or_else(|| "null".to_owned(), |value| value.to_string())
-                    )
-                })
-                .collect();
-            let variables: Vec<String> = policy
-                .variables
-                .lines()
-                .filter_map(|line| line.split_once('='))
-                .map(|(name, value)| format!("{}:{}", json_string(name), json_string(value)))
-                .collect();
-            let counters: Vec<String> = COUNTER_NAMES
-                .iter()
-                .zip(policy.counters)
-                .map(|(name, value)| format!("{}:{value}", json_string(name)))
-                .collect();
-            let links: Vec<String> = policy
-                .links
-                .iter()
-                .map(|(name, id, prog, cgroup)| {
-                    format!(
-                        "{{\"name\":{},\"id\":{id},\"program_id\":{prog},\"cgroup_id\":{cgroup},\"defunct\":{}}}",
-                        json_string(name),
-                        *cgroup == 0
-                    )
-                })
-                .collect();
-            let problems: Vec<String> = policy.problems.iter().map(|p| json_string(p)).collect();
-            format!(
-                "{{\"cgroup\":{},\"cgroup_id\":{},\"pin\":{},\"stale\":{},\"enabled\":{},\"override\":{},\"ports\":{},\"nets\":{},\"values\":{{{}}},\"variables\":{{{}}},\"counters\":{{{}}},\"links\":[{}],\"problems\":[{}]}}",
-                json_string(&policy.cgroup.display().to_string()),
-                policy.cgroup_id,
-                json_string(&policy.pin.display().to_string()),
-                policy.stale,
-                config.enabled,
-                json_string(config.override_policy.name()),
-                config.ports.map_or("null".to_owned(), |p| json_string(p.as_str())),
-                config.nets.map_or("null".to_owned(), |n| json_string(n.as_str())),
-                values.join(","),
-                variables.join(","),
-                counters.join(","),
-                links.join(","),
-                problems.join(","),
-            )
-        })
-        .collect();
-    format!("{{\"policies\":[{}]}}\n", items.join(","))
 }
