@@ -5,8 +5,11 @@ use std::fmt::Write as _;
 use keepalive_config::{Override, SocketOption};
 use serde::{Serialize, Serializer};
 
-use super::on_off;
 use crate::inspect::{Role, Socket};
+
+pub(super) fn on_off(value: i32) -> &'static str {
+    if value != 0 { "on" } else { "off" }
+}
 
 /// The five values of a socket, in the table's order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

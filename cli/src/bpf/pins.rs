@@ -12,6 +12,7 @@ use keepalive_config::{Config, KernelDefaults};
 use super::cgroup::Cgroup;
 use super::layout::{self, COUNTERS};
 use super::load::{self, failure};
+use super::recorded::{INFO_SIZE, read_info, write_info};
 use super::sys;
 use crate::Failure;
 
@@ -23,11 +24,6 @@ const BPFFS: [&str; 2] = ["/sys/fs/bpf", "/run/keepalive-preload/bpffs"];
 /// Our directory in bpffs.
 const DIRECTORY: &str = "keepalive-preload";
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
-
-/// info map value: version, cgroup id, path and variables (NUL-padded).
-const INFO_VERSION: u32 = 1;
-const INFO_PATH: usize = 4096;
-const INFO_SIZE: usize = 65536;
 
 const LINKS: [(&str, (&str, u32, u32)); 2] =
     [("setsockopt", load::SETSOCKOPT), ("sockops", load::SOCKOPS)];
@@ -161,41 +157,6 @@ fn fresh_policy_maps(config: &Config<'_>, kernel: KernelDefaults) -> Result<[Own
         .map_err(|error| failure("writing the networks", &error))?;
     }
     Ok([policy, ports, nets])
-}
-
-fn write_info(info: BorrowedFd<'_>, cgroup: &Cgroup, variables: &str) -> Result<(), Failure> {
-    let mut value = vec![0u8; INFO_SIZE];
-    value[0..4].copy_from_slice(&INFO_VERSION.to_ne_bytes());
-    value[8..16].copy_from_slice(&cgroup.id.to_ne_bytes());
-    let path = cgroup.path.as_os_str().as_encoded_bytes();
-    if path.len() >= INFO_PATH - 16 || variables.len() >= INFO_SIZE - INFO_PATH {
-        return Err(Failure::new(
-            "the cgroup path or the variables are too long to record",
-        ));
-    }
-    value[16..16 + path.len()].copy_from_slice(path);
-    value[INFO_PATH..INFO_PATH + variables.len()].copy_from_slice(variables.as_bytes());
-    sys::map_update(info, &0u32.to_ne_bytes(), &value)
-        .map_err(|error| failure("recording the policy", &error))
-}
-
-fn read_info(info: BorrowedFd<'_>) -> Result<(u64, PathBuf, String), String> {
-    let mut value = vec![0u8; INFO_SIZE];
-    sys::map_lookup(info, &0u32.to_ne_bytes(), &mut value).map_err(|error| error.to_string())?;
-    let version = u32::from_ne_bytes(value[0..4].try_into().unwrap_or_default());
-    if version != INFO_VERSION {
-        return Err(format!("recorded by another version (layout {version})"));
-    }
-    let id = u64::from_ne_bytes(value[8..16].try_into().unwrap_or_default());
-    let text = |bytes: &[u8]| {
-        let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-        String::from_utf8_lossy(&bytes[..end]).into_owned()
-    };
-    Ok((
-        id,
-        PathBuf::from(text(&value[16..INFO_PATH])),
-        text(&value[INFO_PATH..]),
-    ))
 }
 
 /// Attaches, or updates in place; returns what was done ("attached" or "updated").

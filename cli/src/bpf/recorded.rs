@@ -1,12 +1,65 @@
-//! The variables recorded with a policy (NAME=value lines in its `info` map): written at
-//! attach, parsed back through the one parser by `status` and `inspect`.
+//! What is recorded with a policy in its `info` map: the cgroup, and the variables as
+//! NAME=value lines, written at attach and parsed back through the one parser by `status` and
+//! `inspect`.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
+use std::os::fd::BorrowedFd;
+use std::path::PathBuf;
 
 use keepalive_config::{Config, KernelDefaults, Parsed};
 
+use super::cgroup::Cgroup;
+use super::load::failure;
+use super::sys;
+use crate::Failure;
 use crate::settings::parse_kept;
+
+/// info map value: version, cgroup id, path and variables (NUL-padded).
+const INFO_VERSION: u32 = 1;
+const INFO_PATH: usize = 4096;
+pub(super) const INFO_SIZE: usize = 65536;
+
+/// Records the cgroup and the variables in the policy's `info` map.
+pub(super) fn write_info(
+    info: BorrowedFd<'_>,
+    cgroup: &Cgroup,
+    variables: &str,
+) -> Result<(), Failure> {
+    let mut value = vec![0u8; INFO_SIZE];
+    value[0..4].copy_from_slice(&INFO_VERSION.to_ne_bytes());
+    value[8..16].copy_from_slice(&cgroup.id.to_ne_bytes());
+    let path = cgroup.path.as_os_str().as_encoded_bytes();
+    if path.len() >= INFO_PATH - 16 || variables.len() >= INFO_SIZE - INFO_PATH {
+        return Err(Failure::new(
+            "the cgroup path or the variables are too long to record",
+        ));
+    }
+    value[16..16 + path.len()].copy_from_slice(path);
+    value[INFO_PATH..INFO_PATH + variables.len()].copy_from_slice(variables.as_bytes());
+    sys::map_update(info, &0u32.to_ne_bytes(), &value)
+        .map_err(|error| failure("recording the policy", &error))
+}
+
+/// The cgroup id, path and variables recorded in an `info` map.
+pub(super) fn read_info(info: BorrowedFd<'_>) -> Result<(u64, PathBuf, String), String> {
+    let mut value = vec![0u8; INFO_SIZE];
+    sys::map_lookup(info, &0u32.to_ne_bytes(), &mut value).map_err(|error| error.to_string())?;
+    let version = u32::from_ne_bytes(value[0..4].try_into().unwrap_or_default());
+    if version != INFO_VERSION {
+        return Err(format!("recorded by another version (layout {version})"));
+    }
+    let id = u64::from_ne_bytes(value[8..16].try_into().unwrap_or_default());
+    let text = |bytes: &[u8]| {
+        let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+        String::from_utf8_lossy(&bytes[..end]).into_owned()
+    };
+    Ok((
+        id,
+        PathBuf::from(text(&value[16..INFO_PATH])),
+        text(&value[INFO_PATH..]),
+    ))
+}
 
 /// The variables a policy was attached with, as NAME=value lines: what `status` shows and what
 /// `inspect` parses back (through the one parser) to judge a socket. `auto` is resolved.

@@ -104,7 +104,7 @@ pub fn read_process(pid: i32) -> Result<Process, Failure> {
         for socket in sockets.iter_mut().filter(|socket| socket.remote.is_none()) {
             // getpeername says ENOTCONN while a connect is in progress: /proc/PID/net/tcp knows.
             if socket.state.connecting() {
-                socket.remote = net.remote(pid, socket);
+                socket.remote = net.remote(pid, socket.fd);
             }
         }
     }
