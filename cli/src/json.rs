@@ -23,3 +23,16 @@ impl<K: Serialize, V: Serialize> Serialize for OrderedMap<K, V> {
         map.end()
     }
 }
+
+/// `impl Serialize` as the string `self.name()`: enums that appear in JSON by the names the
+/// table shows (TCP states, roles, verdicts).
+macro_rules! serialize_by_name {
+    ($($type:ty),+) => {
+        $(impl serde::Serialize for $type {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.name())
+            }
+        })+
+    };
+}
+pub(crate) use serialize_by_name;

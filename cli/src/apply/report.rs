@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::outcome::{Kind, Outcome, Values};
 use super::target::Target;
-use crate::inspect::{self, Address, Family, Role, TcpState, show_address};
+use crate::inspect::{self, Role, SocketJson, show_address};
 use crate::json::json_line;
 use crate::library::LIBRARY_STEM;
 
@@ -103,17 +103,9 @@ struct OutcomeLine<'a> {
 
 #[derive(Serialize)]
 struct SocketFields {
-    family: Family,
-    local: Option<Address>,
-    remote: Option<Address>,
-    state: TcpState,
-    role: Role,
-    keepalive: bool,
-    idle: i32,
-    interval: i32,
-    count: i32,
-    user_timeout_ms: i32,
-    library: bool,
+    /// The values on the socket now, named as `inspect --json` names them.
+    #[serde(flatten)]
+    socket: SocketJson<i32>,
     before: Values,
     #[serde(skip_serializing_if = "Option::is_none")]
     after: Option<Values>,
@@ -128,21 +120,16 @@ pub(super) fn json_lines(target: &Target, outcomes: &[Outcome], dry_run: bool) -
     for outcome in outcomes {
         let socket = match (outcome.socket.as_ref(), outcome.role, outcome.before) {
             (Some(socket), Some(role), Some(before)) => {
-                // The values on the socket now, named as `inspect --json` names them.
                 let now = if dry_run { before } else { outcome.after };
                 let [keepalive, idle, interval, count, user_timeout_ms] = now.0;
                 Some(SocketFields {
-                    family: Family::of(socket),
-                    local: socket.local.map(Address),
-                    remote: socket.remote.map(Address),
-                    state: socket.state,
-                    role,
-                    keepalive: keepalive != 0,
-                    idle,
-                    interval,
-                    count,
-                    user_timeout_ms,
-                    library: process.library.is_some(),
+                    socket: SocketJson::new(
+                        socket,
+                        role,
+                        process.library.is_some(),
+                        keepalive != 0,
+                        [idle, interval, count, user_timeout_ms],
+                    ),
                     before,
                     after: (!dry_run).then_some(outcome.after),
                     would_be: dry_run.then_some(outcome.after),

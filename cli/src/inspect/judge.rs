@@ -3,11 +3,11 @@
 
 use keepalive_config::Override;
 use keepalive_config::Role as TargetRole;
-use serde::{Serialize, Serializer};
 
 use super::expectation::Expectation;
 use super::process::{Process, Socket};
 use super::state::TcpState;
+use crate::json::serialize_by_name;
 
 /// How the socket came to be, which decides the port a filter looks at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,18 +65,7 @@ impl Verdict {
     }
 }
 
-/// Roles and verdicts appear in JSON by the names of the table.
-impl Serialize for Role {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.name())
-    }
-}
-
-impl Serialize for Verdict {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.name())
-    }
-}
+serialize_by_name!(Role, Verdict);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Judgement {

@@ -19,8 +19,7 @@ pub use judge::{Role, judge_process, role};
 pub use proc_net::parse_net_row;
 pub use process::{Process, Socket, getfd_error, names, read_process, read_socket, thread_of};
 use render::strip_prefix;
-pub use render::{Address, Family, json_lines, program_name, show_address, table};
-pub use state::TcpState;
+pub use render::{SocketJson, json_lines, program_name, show_address, table};
 
 use std::io::{self, Write as _};
 use std::process::ExitCode;

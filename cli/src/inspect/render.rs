@@ -42,23 +42,55 @@ struct SocketLine<'a> {
     pid: i32,
     fd: i32,
     program: &'a str,
-    family: Family,
-    local: Option<Address>,
-    remote: Option<Address>,
-    state: TcpState,
-    role: Role,
-    keepalive: bool,
-    idle: u32,
-    interval: u32,
-    count: u32,
-    user_timeout_ms: u32,
-    library: bool,
+    #[serde(flatten)]
+    socket: SocketJson<u32>,
     /// Only with a configuration to judge by: `null` when the socket is not targeted.
     #[serde(skip_serializing_if = "Option::is_none")]
     expected: Option<Option<ExpectedJson>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     differences: Option<Vec<&'static str>>,
     verdict: Verdict,
+}
+
+/// What `inspect --json` and `apply --json` say of a socket, from `family` to `library`.
+#[derive(Serialize)]
+pub struct SocketJson<V> {
+    family: Family,
+    local: Option<Address>,
+    remote: Option<Address>,
+    state: TcpState,
+    role: Role,
+    keepalive: bool,
+    idle: V,
+    interval: V,
+    count: V,
+    user_timeout_ms: V,
+    library: bool,
+}
+
+impl<V> SocketJson<V> {
+    /// `socket` in `role`, carrying `keepalive` and `[idle, interval, count, user_timeout_ms]`.
+    pub fn new(
+        socket: &Socket,
+        role: Role,
+        library: bool,
+        keepalive: bool,
+        [idle, interval, count, user_timeout_ms]: [V; 4],
+    ) -> Self {
+        Self {
+            family: Family::of(socket),
+            local: socket.local.map(Address),
+            remote: socket.remote.map(Address),
+            state: socket.state,
+            role,
+            keepalive,
+            idle,
+            interval,
+            count,
+            user_timeout_ms,
+            library,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -73,13 +105,13 @@ struct ExpectedJson {
 /// `ipv4` or `ipv6`.
 #[derive(Clone, Copy, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Family {
+enum Family {
     Ipv4,
     Ipv6,
 }
 
 impl Family {
-    pub fn of(socket: &Socket) -> Self {
+    fn of(socket: &Socket) -> Self {
         if socket.ipv6 {
             Family::Ipv6
         } else {
@@ -90,7 +122,7 @@ impl Family {
 
 /// A socket address as `show_address` writes it.
 #[derive(Clone, Copy)]
-pub struct Address(pub SocketAddr);
+struct Address(SocketAddr);
 
 impl Serialize for Address {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -111,17 +143,18 @@ pub fn json_lines(
             pid: process.pid,
             fd: socket.fd,
             program: &program,
-            family: Family::of(socket),
-            local: socket.local.map(Address),
-            remote: socket.remote.map(Address),
-            state: socket.state,
-            role: judgement.role,
-            keepalive: socket.keepalive,
-            idle: socket.idle,
-            interval: socket.interval,
-            count: socket.count,
-            user_timeout_ms: socket.user_timeout_ms,
-            library: process.library.is_some(),
+            socket: SocketJson::new(
+                socket,
+                judgement.role,
+                process.library.is_some(),
+                socket.keepalive,
+                [
+                    socket.idle,
+                    socket.interval,
+                    socket.count,
+                    socket.user_timeout_ms,
+                ],
+            ),
             expected: expectation.map(|_| {
                 judgement.expected.map(|expected| ExpectedJson {
                     keepalive: true,

@@ -1,7 +1,7 @@
 //! TCP states, numbered as the kernel numbers them (`tcpi_state`, include/net/tcp_states.h),
 //! and named as `ss` names them.
 
-use serde::{Serialize, Serializer};
+use crate::json::serialize_by_name;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -70,8 +70,4 @@ impl TcpState {
     }
 }
 
-impl Serialize for TcpState {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.name())
-    }
-}
+serialize_by_name!(TcpState);

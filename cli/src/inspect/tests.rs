@@ -8,6 +8,7 @@ use keepalive_config::KernelDefaults;
 use super::expectation::program_names;
 use super::judge::{Verdict, judge, targeted};
 use super::proc_net::parse_net_address;
+use super::state::TcpState;
 use super::*;
 use crate::library::mapped_library;
 use crate::settings::{Filters, parse_kept};
