@@ -49,9 +49,12 @@
 
 use std::ffi::{CString, c_char, c_int};
 use std::mem::size_of;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 use std::ptr;
 use std::time::Instant;
+
+use keepalive_config::sockaddr;
 
 mod helpers;
 
@@ -199,15 +202,12 @@ fn socket_close(domain: c_int, kind: c_int) -> Result<(), String> {
     close(fd)
 }
 
-fn loopback(port: u16) -> libc::sockaddr_in {
-    libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: port.to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be(),
-        },
-        sin_zero: [0; 8],
-    }
+/// `address` as the kernel takes it (the one conversion, `keepalive_config::sockaddr`): the
+/// bytes and their length.
+fn encoded(address: SocketAddr) -> ([u8; sockaddr::V6_LENGTH], libc::socklen_t) {
+    let mut bytes = [0; sockaddr::V6_LENGTH];
+    let length = sockaddr::encode(address, &mut bytes);
+    (bytes, length as libc::socklen_t)
 }
 
 fn set_option<T>(
@@ -258,26 +258,31 @@ fn tcp_connect(port: u16) -> Result<Loop, String> {
         &linger,
         "SO_LINGER",
     )?;
-    let mut address = loopback(port);
-    let mut length = size_of::<libc::sockaddr_in>() as libc::socklen_t;
-    // SAFETY: address is a sockaddr_in of the length given.
-    let bound = unsafe { libc::bind(listener, ptr::from_ref(&address).cast(), length) };
+    let (address, length) = encoded(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
+    // SAFETY: address holds an encoded socket address of the length given.
+    let bound = unsafe { libc::bind(listener, address.as_ptr().cast(), length) };
     check(bound, "bind")?;
     // SAFETY: plain listen on our socket.
     check(unsafe { libc::listen(listener, 128) }, "listen")?;
-    // SAFETY: address/length are writable for a sockaddr_in.
-    let named =
-        unsafe { libc::getsockname(listener, ptr::from_mut(&mut address).cast(), &mut length) };
-    check(named, "getsockname")?;
+    let mut named = [0u8; sockaddr::STORAGE_LENGTH];
+    let mut named_length = named.len() as libc::socklen_t;
+    // SAFETY: named/named_length describe a writable buffer any address fits in.
+    let result =
+        unsafe { libc::getsockname(listener, named.as_mut_ptr().cast(), &mut named_length) };
+    check(result, "getsockname")?;
+    let bound = named
+        .get(..named_length as usize)
+        .and_then(sockaddr::decode)
+        .ok_or("getsockname: not an IP address")?;
+    let (address, length) = encoded(bound);
     Ok(Box::new(move || {
         // SAFETY: plain socket creation.
         let client = check(
             unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) },
             "socket",
         )?;
-        let length = size_of::<libc::sockaddr_in>() as libc::socklen_t;
-        // SAFETY: address is the listener's sockaddr_in.
-        let connected = unsafe { libc::connect(client, ptr::from_ref(&address).cast(), length) };
+        // SAFETY: address holds the listener's encoded address, of the length given.
+        let connected = unsafe { libc::connect(client, address.as_ptr().cast(), length) };
         check(connected, "connect")?;
         // SAFETY: null address and length are allowed.
         let accepted = check(

@@ -8,6 +8,7 @@ mod check;
 mod environ;
 mod generate;
 mod inspect;
+mod json;
 mod library;
 mod options;
 mod run;
@@ -151,7 +152,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run::run(*args),
-        Command::Inspect(args) => inspect::inspect(&args),
+        Command::Inspect(args) => inspect::inspect(&args, bpf::expectation_for),
         Command::Check(CheckArgs {}) => Ok(check::check()),
         Command::Apply(args) => apply::apply(&args),
         Command::Generate(args) => generate::generate(&args),

@@ -28,7 +28,7 @@ use keepalive_config::{Config, ConfigError, PREFIX, Plan, Quoted, SocketOption};
 use crate::options::{PolicyVariables, VariableOptions};
 use crate::settings::Filters;
 use crate::{EXIT_ERROR, Failure};
-use outcome::Tally;
+use outcome::{Tally, on_off};
 use processes::{cgroup_processes, unit_processes};
 use report::{json_lines, table};
 use target::{NamespaceDefaults, Rule, Target};
@@ -211,8 +211,4 @@ fn show_option(option: SocketOption, value: i32) -> String {
         SocketOption::UserTimeout => format!("user_timeout={value}ms"),
         SocketOption::Idle | SocketOption::Interval => format!("{}={value}s", option.label()),
     }
-}
-
-fn on_off(value: i32) -> &'static str {
-    if value != 0 { "on" } else { "off" }
 }

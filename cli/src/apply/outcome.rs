@@ -3,9 +3,13 @@
 use std::fmt::Write as _;
 
 use keepalive_config::{Override, SocketOption};
+use serde::{Serialize, Serializer};
 
-use super::on_off;
 use crate::inspect::{Role, Socket};
+
+pub(super) fn on_off(value: i32) -> &'static str {
+    if value != 0 { "on" } else { "off" }
+}
 
 /// The five values of a socket, in the table's order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,13 +50,28 @@ impl Values {
             on_off(keepalive)
         )
     }
+}
 
-    pub(super) fn json(&self) -> String {
-        let [keepalive, idle, interval, count, user_timeout] = self.0;
-        format!(
-            "{{\"keepalive\":{},\"idle\":{idle},\"interval\":{interval},\"count\":{count},\"user_timeout_ms\":{user_timeout}}}",
-            keepalive != 0
-        )
+/// `{"keepalive":true,"idle":2,"interval":1,"count":3,"user_timeout_ms":3000}`
+impl Serialize for Values {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Named {
+            keepalive: bool,
+            idle: i32,
+            interval: i32,
+            count: i32,
+            user_timeout_ms: i32,
+        }
+        let [keepalive, idle, interval, count, user_timeout_ms] = self.0;
+        Named {
+            keepalive: keepalive != 0,
+            idle,
+            interval,
+            count,
+            user_timeout_ms,
+        }
+        .serialize(serializer)
     }
 }
 

@@ -3,13 +3,15 @@
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 
-use keepalive_config::{Override, SocketOption};
+use keepalive_config::Override;
+use serde::Serialize;
 
+use super::outcome::{Kind, Outcome, Values};
 use super::target::Target;
-use crate::inspect::{self, Role, json_string, show_address, state_name};
+use crate::inspect::{self, Role, SocketJson, show_address};
+use crate::json::json_line;
 use crate::library::LIBRARY_STEM;
 
-use super::outcome::{Kind, Outcome};
 pub(super) fn table(
     target: &Target,
     outcomes: &[Outcome],
@@ -52,7 +54,7 @@ pub(super) fn table(
             |address: Option<SocketAddr>| address.map_or("-".to_owned(), |a| show_address(&a));
         rows.push([
             outcome.fd.to_string(),
-            socket.map_or("-", |s| state_name(s.state)).to_owned(),
+            socket.map_or("-", |s| s.state.name()).to_owned(),
             address(socket.and_then(|s| s.local)),
             address(socket.and_then(|s| s.remote)),
             outcome.role.map_or("-", Role::name).to_owned(),
@@ -82,60 +84,76 @@ pub(super) fn table(
     out
 }
 
+/// One line of `apply --json`: the fields of `inspect --json` for the socket, then what was
+/// done.
+#[derive(Serialize)]
+struct OutcomeLine<'a> {
+    pid: i32,
+    fd: i32,
+    program: &'a str,
+    /// Absent for a descriptor that was never read (closed, the same socket as another).
+    #[serde(flatten)]
+    socket: Option<SocketFields>,
+    set: Vec<&'static str>,
+    kept: Vec<&'static str>,
+    result: &'static str,
+    detail: Option<String>,
+    dry_run: bool,
+}
+
+#[derive(Serialize)]
+struct SocketFields {
+    /// The values on the socket now, named as `inspect --json` names them.
+    #[serde(flatten)]
+    socket: SocketJson<i32>,
+    before: Values,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    after: Option<Values>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    would_be: Option<Values>,
+}
+
 pub(super) fn json_lines(target: &Target, outcomes: &[Outcome], dry_run: bool) -> String {
     let process = &target.process;
-    let program = json_string(&inspect::program_name(process));
+    let program = inspect::program_name(process);
     let mut out = String::new();
     for outcome in outcomes {
-        let _ = write!(
-            out,
-            "{{\"pid\":{},\"fd\":{},\"program\":{program}",
-            process.pid, outcome.fd
-        );
-        if let (Some(socket), Some(role), Some(before)) =
-            (outcome.socket.as_ref(), outcome.role, outcome.before)
-        {
-            let address = |address: Option<SocketAddr>| {
-                address.map_or("null".to_owned(), |a| json_string(&show_address(&a)))
-            };
-            // The values on the socket now, named as `inspect --json` names them.
-            let now = if dry_run { before } else { outcome.after };
-            let [keepalive, idle, interval, count, user_timeout] = now.0;
-            let _ = write!(
-                out,
-                ",\"family\":\"{}\",\"local\":{},\"remote\":{},\"state\":\"{}\",\"role\":\"{}\",\"keepalive\":{},\"idle\":{idle},\"interval\":{interval},\"count\":{count},\"user_timeout_ms\":{user_timeout},\"library\":{},\"before\":{},\"{}\":{}",
-                if socket.ipv6 { "ipv6" } else { "ipv4" },
-                address(socket.local),
-                address(socket.remote),
-                state_name(socket.state),
-                role.name(),
-                keepalive != 0,
-                process.library.is_some(),
-                before.json(),
-                if dry_run { "would_be" } else { "after" },
-                outcome.after.json(),
-            );
-        }
-        let labels = |options: &[SocketOption]| {
-            Outcome::labels(options)
-                .iter()
-                .map(|label| json_string(label))
-                .collect::<Vec<_>>()
-                .join(",")
+        let socket = match (outcome.socket.as_ref(), outcome.role, outcome.before) {
+            (Some(socket), Some(role), Some(before)) => {
+                let now = if dry_run { before } else { outcome.after };
+                let [keepalive, idle, interval, count, user_timeout_ms] = now.0;
+                Some(SocketFields {
+                    socket: SocketJson::new(
+                        socket,
+                        role,
+                        process.library.is_some(),
+                        keepalive != 0,
+                        [idle, interval, count, user_timeout_ms],
+                    ),
+                    before,
+                    after: (!dry_run).then_some(outcome.after),
+                    would_be: dry_run.then_some(outcome.after),
+                })
+            }
+            _ => None,
         };
         let detail = match &outcome.kind {
-            Kind::NotTargeted(reason) => json_string(reason),
-            Kind::Failed(problem) => json_string(problem),
-            Kind::SameAs(pid, fd) => json_string(&format!("the socket of pid {pid} fd {fd}")),
-            _ => "null".to_owned(),
+            Kind::NotTargeted(reason) => Some((*reason).to_owned()),
+            Kind::Failed(problem) => Some(problem.clone()),
+            Kind::SameAs(pid, fd) => Some(format!("the socket of pid {pid} fd {fd}")),
+            _ => None,
         };
-        let _ = writeln!(
-            out,
-            ",\"set\":[{}],\"kept\":[{}],\"result\":\"{}\",\"detail\":{detail},\"dry_run\":{dry_run}}}",
-            labels(&outcome.set),
-            labels(&outcome.kept),
-            outcome.kind.name(),
-        );
+        out.push_str(&json_line(&OutcomeLine {
+            pid: process.pid,
+            fd: outcome.fd,
+            program: &program,
+            socket,
+            set: Outcome::labels(&outcome.set),
+            kept: Outcome::labels(&outcome.kept),
+            result: outcome.kind.name(),
+            detail,
+            dry_run,
+        }));
     }
     out
 }

@@ -232,7 +232,7 @@ impl Target {
                 }
             };
             seen.insert(inode, (pid, fd));
-            if socket.remote.is_none() && matches!(socket.state, 2 | 3) {
+            if socket.remote.is_none() && socket.state.connecting() {
                 socket.remote = self.remotes.get(&inode).copied();
             }
             outcomes.push(self.settle(rule, &plan, dup.as_fd(), socket));

@@ -13,22 +13,23 @@ mod elf;
 mod layout;
 mod load;
 mod pins;
+mod recorded;
+mod status;
 mod sys;
 pub(crate) mod unit;
 
-use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
+use keepalive_config::PREFIX;
 use keepalive_config::variables::PROCESS_ONLY;
-use keepalive_config::{Config, PREFIX};
 
 use crate::options::{PolicyVariables, VariableOptions};
-use crate::settings::parse_kept;
 use crate::{EXIT_ERROR, Failure};
 
 use pins::{Attached, attached_policies};
+use recorded::{describe, parse_variables};
 
 #[derive(Args, Debug)]
 pub struct BpfArgs {
@@ -296,72 +297,12 @@ fn status(args: &StatusArgs) -> Result<ExitCode, Failure> {
     require_root("status")?;
     let policies = attached_policies()?;
     let text = if args.json {
-        pins::status_json(&policies)
+        status::json(&policies)
     } else {
-        pins::status_text(&policies)
+        status::text(&policies)
     };
     print!("{text}");
     Ok(ExitCode::SUCCESS)
-}
-
-/// The variables a policy was attached with, as NAME=value lines: what `status` shows and what
-/// `inspect` parses back (through the one parser) to judge a socket. `auto` is resolved.
-fn variables_text(config: &Config<'_>, kernel: keepalive_config::KernelDefaults) -> String {
-    let mut lines = vec![format!(
-        "KEEPALIVE={}",
-        if config.enabled { "on" } else { "off" }
-    )];
-    for (name, value) in [
-        ("KEEPIDLE", config.idle),
-        ("KEEPINTVL", config.interval),
-        ("KEEPCNT", config.count),
-        ("KEEPALIVE_USER_TIMEOUT", config.user_timeout_ms(kernel)),
-    ] {
-        if let Some(value) = value {
-            lines.push(format!("{name}={value}"));
-        }
-    }
-    lines.push(format!(
-        "KEEPALIVE_OVERRIDE={}",
-        config.override_policy.name()
-    ));
-    if let Some(ports) = config.ports {
-        lines.push(format!("KEEPALIVE_PORTS={}", ports.as_str()));
-    }
-    if let Some(nets) = config.nets {
-        lines.push(format!("KEEPALIVE_NETS={}", nets.as_str()));
-    }
-    lines.join("\n")
-}
-
-/// The configuration recorded with a policy, through the one parser.
-pub fn parse_variables(text: &str) -> keepalive_config::Parsed<'static> {
-    let values: std::collections::HashMap<&str, OsString> = text
-        .lines()
-        .filter_map(|line| line.split_once('='))
-        .map(|(name, value)| (name, OsString::from(value)))
-        .collect();
-    parse_kept(|name| values.get(name).cloned())
-}
-
-/// One line: idle=2s interval=1s count=3 user_timeout=3000ms override=yes ports=... nets=...
-fn describe(config: &Config<'_>, kernel: keepalive_config::KernelDefaults) -> String {
-    if !config.enabled {
-        return "KEEPALIVE=off: the programs leave every socket alone".to_owned();
-    }
-    let show = |value: Option<u32>, unit: &str| {
-        value.map_or_else(|| "kernel".to_owned(), |value| format!("{value}{unit}"))
-    };
-    format!(
-        "keepalive=on idle={} interval={} count={} user_timeout={} override={} ports={} nets={}",
-        show(config.idle, "s"),
-        show(config.interval, "s"),
-        show(config.count, ""),
-        show(config.user_timeout_ms(kernel), "ms"),
-        config.override_policy.name(),
-        config.ports.map_or("any", |ports| ports.as_str()),
-        config.nets.map_or("any", |nets| nets.as_str()),
-    )
 }
 
 /// What `inspect` judges a process's sockets by when an eBPF policy covers it: the policy's
@@ -404,30 +345,6 @@ fn policy_of_process(pid: i32) -> Option<Attached> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
-
-    #[test]
-    fn recorded_variables_parse_back_to_the_same_plan() {
-        let map: HashMap<&str, &str> = [
-            ("KEEPIDLE", "2m"),
-            ("KEEPINTVL", "1"),
-            ("KEEPALIVE_USER_TIMEOUT", "auto"),
-            ("KEEPALIVE_OVERRIDE", "tighten"),
-            ("KEEPALIVE_PORTS", "17000-17999,6379"),
-            ("KEEPALIVE_NETS", "10.0.0.0/8,fd00::/8"),
-        ]
-        .into_iter()
-        .collect();
-        let parsed = parse_kept(|name| map.get(name).map(OsString::from));
-        let kernel = keepalive_config::KernelDefaults::default();
-        let text = variables_text(&parsed.config, kernel);
-        let again = parse_variables(&text);
-        assert!(again.errors.is_empty(), "{text}");
-        assert_eq!(again.config.plan(kernel), parsed.config.plan(kernel));
-        assert_eq!(again.config.override_policy, parsed.config.override_policy);
-        assert_eq!(again.config.ports, parsed.config.ports);
-        assert_eq!(again.config.nets, parsed.config.nets);
-    }
 
     #[test]
     fn the_embedded_object_matches_the_layout() {

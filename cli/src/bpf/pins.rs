@@ -4,18 +4,17 @@
 //! `inspect`.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use keepalive_config::{Config, KernelDefaults, SocketOption};
+use keepalive_config::{Config, KernelDefaults};
 
 use super::cgroup::Cgroup;
-use super::layout::{self, COUNTER_NAMES, COUNTERS};
+use super::layout::{self, COUNTERS};
 use super::load::{self, failure};
+use super::recorded::{INFO_SIZE, read_info, write_info};
 use super::sys;
 use crate::Failure;
-use crate::inspect::json_string;
 
 /// Where bpffs is looked for, and mounted when it is nowhere: /sys/fs/bpf (systemd mounts it
 /// there), else a directory of our own under /run for systems where /sys is read-only (a
@@ -25,11 +24,6 @@ const BPFFS: [&str; 2] = ["/sys/fs/bpf", "/run/keepalive-preload/bpffs"];
 /// Our directory in bpffs.
 const DIRECTORY: &str = "keepalive-preload";
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
-
-/// info map value: version, cgroup id, path and variables (NUL-padded).
-const INFO_VERSION: u32 = 1;
-const INFO_PATH: usize = 4096;
-const INFO_SIZE: usize = 65536;
 
 const LINKS: [(&str, (&str, u32, u32)); 2] =
     [("setsockopt", load::SETSOCKOPT), ("sockops", load::SOCKOPS)];
@@ -74,7 +68,7 @@ fn bpffs() -> Option<&'static Path> {
 }
 
 /// Where the policies are pinned: /sys/fs/bpf/keepalive-preload, normally.
-fn base() -> PathBuf {
+pub(super) fn base() -> PathBuf {
     bpffs().unwrap_or(Path::new(BPFFS[0])).join(DIRECTORY)
 }
 
@@ -165,41 +159,6 @@ fn fresh_policy_maps(config: &Config<'_>, kernel: KernelDefaults) -> Result<[Own
     Ok([policy, ports, nets])
 }
 
-fn write_info(info: BorrowedFd<'_>, cgroup: &Cgroup, variables: &str) -> Result<(), Failure> {
-    let mut value = vec![0u8; INFO_SIZE];
-    value[0..4].copy_from_slice(&INFO_VERSION.to_ne_bytes());
-    value[8..16].copy_from_slice(&cgroup.id.to_ne_bytes());
-    let path = cgroup.path.as_os_str().as_encoded_bytes();
-    if path.len() >= INFO_PATH - 16 || variables.len() >= INFO_SIZE - INFO_PATH {
-        return Err(Failure::new(
-            "the cgroup path or the variables are too long to record",
-        ));
-    }
-    value[16..16 + path.len()].copy_from_slice(path);
-    value[INFO_PATH..INFO_PATH + variables.len()].copy_from_slice(variables.as_bytes());
-    sys::map_update(info, &0u32.to_ne_bytes(), &value)
-        .map_err(|error| failure("recording the policy", &error))
-}
-
-fn read_info(info: BorrowedFd<'_>) -> Result<(u64, PathBuf, String), String> {
-    let mut value = vec![0u8; INFO_SIZE];
-    sys::map_lookup(info, &0u32.to_ne_bytes(), &mut value).map_err(|error| error.to_string())?;
-    let version = u32::from_ne_bytes(value[0..4].try_into().unwrap_or_default());
-    if version != INFO_VERSION {
-        return Err(format!("recorded by another version (layout {version})"));
-    }
-    let id = u64::from_ne_bytes(value[8..16].try_into().unwrap_or_default());
-    let text = |bytes: &[u8]| {
-        let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-        String::from_utf8_lossy(&bytes[..end]).into_owned()
-    };
-    Ok((
-        id,
-        PathBuf::from(text(&value[16..INFO_PATH])),
-        text(&value[INFO_PATH..]),
-    ))
-}
-
 /// Attaches, or updates in place; returns what was done ("attached" or "updated").
 pub fn attach(
     cgroup: &Cgroup,
@@ -210,7 +169,7 @@ pub fn attach(
     let base = ensure_bpffs()?.join(DIRECTORY);
     std::fs::create_dir_all(&base)
         .map_err(|error| Failure::new(format!("cannot create {}: {error}", base.display())))?;
-    let variables = super::variables_text(config, kernel);
+    let variables = super::recorded::variables_text(config, kernel);
     let dir = pin_dir(cgroup.id);
     let outcome = if dir.is_dir() {
         match update(&dir, cgroup, config, kernel, &variables) {
@@ -510,114 +469,4 @@ fn read_policy(dir: &Path, cpus: usize) -> Attached {
         stale,
         problems,
     }
-}
-
-pub fn status_text(policies: &[Attached]) -> String {
-    let mut out = String::new();
-    if policies.is_empty() {
-        let _ = writeln!(
-            out,
-            "no policy attached (nothing pinned under {})",
-            base().display()
-        );
-        return out;
-    }
-    for policy in policies {
-        let parsed = super::parse_variables(&policy.variables);
-        let kernel = crate::settings::kernel_defaults();
-        let _ = writeln!(
-            out,
-            "{} (cgroup {}){}",
-            policy.cgroup.display(),
-            policy.cgroup_id,
-            if policy.stale {
-                ": STALE, the cgroup is gone and the links are defunct (`keepalive-preload bpf detach --stale` removes it)"
-            } else {
-                ""
-            }
-        );
-        let _ = writeln!(out, "  policy: {}", super::describe(&parsed.config, kernel));
-        let links: Vec<String> = policy
-            .links
-            .iter()
-            .map(|(name, id, prog, cgroup)| {
-                format!("{name} link {id} (program {prog}, cgroup {cgroup})")
-            })
-            .collect();
-        let _ = writeln!(out, "  links: {}", links.join(", "));
-        let counters: Vec<String> = COUNTER_NAMES
-            .iter()
-            .zip(policy.counters)
-            .map(|(name, value)| format!("{name}={value}"))
-            .collect();
-        let _ = writeln!(out, "  counters: {}", counters.join(" "));
-        let _ = writeln!(out, "  pinned at {}", policy.pin.display());
-        for problem in &policy.problems {
-            let _ = writeln!(out, "  problem: {problem}");
-        }
-    }
-    out
-}
-
-pub fn status_json(policies: &[Attached]) -> String {
-    let kernel = crate::settings::kernel_defaults();
-    let items: Vec<String> = policies
-        .iter()
-        .map(|policy| {
-            let parsed = super::parse_variables(&policy.variables);
-            let config = parsed.config;
-            let plan = config.plan(kernel);
-            let values: Vec<String> = SocketOption::ALL
-                .iter()
-                .map(|option| {
-                    format!(
-                        "{}:{}",
-                        json_string(option.label()),
-                        plan.value(*option)
-                            .map_or_else(|| "null".to_owned(), |value| value.to_string())
-                    )
-                })
-                .collect();
-            let variables: Vec<String> = policy
-                .variables
-                .lines()
-                .filter_map(|line| line.split_once('='))
-                .map(|(name, value)| format!("{}:{}", json_string(name), json_string(value)))
-                .collect();
-            let counters: Vec<String> = COUNTER_NAMES
-                .iter()
-                .zip(policy.counters)
-                .map(|(name, value)| format!("{}:{value}", json_string(name)))
-                .collect();
-            let links: Vec<String> = policy
-                .links
-                .iter()
-                .map(|(name, id, prog, cgroup)| {
-                    format!(
-                        "{{\"name\":{},\"id\":{id},\"program_id\":{prog},\"cgroup_id\":{cgroup},\"defunct\":{}}}",
-                        json_string(name),
-                        *cgroup == 0
-                    )
-                })
-                .collect();
-            let problems: Vec<String> = policy.problems.iter().map(|p| json_string(p)).collect();
-            format!(
-                "{{\"cgroup\":{},\"cgroup_id\":{},\"pin\":{},\"stale\":{},\"enabled\":{},\"override\":{},\"ports\":{},\"nets\":{},\"values\":{{{}}},\"variables\":{{{}}},\"counters\":{{{}}},\"links\":[{}],\"problems\":[{}]}}",
-                json_string(&policy.cgroup.display().to_string()),
-                policy.cgroup_id,
-                json_string(&policy.pin.display().to_string()),
-                policy.stale,
-                config.enabled,
-                json_string(config.override_policy.name()),
-                config.ports.map_or("null".to_owned(), |p| json_string(p.as_str())),
-                config.nets.map_or("null".to_owned(), |n| json_string(n.as_str())),
-                values.join(","),
-                variables.join(","),
-                counters.join(","),
-                links.join(","),
-                problems.join(","),
-            )
-        })
-        .collect();
-    format!("{{\"policies\":[{}]}}\n", items.join(","))
 }

@@ -5,7 +5,9 @@ use keepalive_config::Override;
 use keepalive_config::Role as TargetRole;
 
 use super::expectation::Expectation;
-use super::process::{Process, Socket, TCP_CLOSE, TCP_LISTEN};
+use super::process::{Process, Socket};
+use super::state::TcpState;
+use crate::json::serialize_by_name;
 
 /// How the socket came to be, which decides the port a filter looks at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,6 +65,8 @@ impl Verdict {
     }
 }
 
+serialize_by_name!(Role, Verdict);
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Judgement {
     pub role: Role,
@@ -77,7 +81,7 @@ pub fn judge_process(process: &Process, expectation: Option<&Expectation>) -> Ve
     let listening: Vec<u16> = process
         .sockets
         .iter()
-        .filter(|socket| socket.state == TCP_LISTEN)
+        .filter(|socket| socket.state == TcpState::Listen)
         .filter_map(|socket| socket.local.map(|address| address.port()))
         .collect();
     process
@@ -107,9 +111,10 @@ pub fn role(socket: &Socket, listening: &[u16]) -> Role {
         .local
         .map(|address| address.port())
         .filter(|&port| port != 0);
-    if socket.state == TCP_LISTEN {
+    if socket.state == TcpState::Listen {
         Role::Listening
-    } else if local_port.is_some_and(|port| listening.contains(&port)) && socket.state != TCP_CLOSE
+    } else if local_port.is_some_and(|port| listening.contains(&port))
+        && socket.state != TcpState::Close
     {
         Role::Accepted
     } else if socket.remote.is_some() {

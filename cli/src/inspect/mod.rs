@@ -1,13 +1,15 @@
 //! `inspect`: read every TCP socket of live processes through pidfd_getfd and judge whether it
-//! carries the keepalive it should. Collecting (`process`, `proc_net`), the configuration a
-//! process runs under (`expectation`), judging (`judge`) and rendering (`render`) are rooms of
-//! their own; this one holds the arguments and the order of the work.
+//! carries the keepalive it should. Collecting (`process`, `proc_net`), TCP states (`state`),
+//! the configuration a process runs under (`expectation`), judging (`judge`) and rendering
+//! (`render`, JSON through serde) are rooms of their own; this one holds the arguments and the
+//! order of the work.
 
 mod expectation;
 mod judge;
 mod proc_net;
 mod process;
 mod render;
+mod state;
 #[cfg(test)]
 mod tests;
 
@@ -17,7 +19,7 @@ pub use judge::{Role, judge_process, role};
 pub use proc_net::parse_net_row;
 pub use process::{Process, Socket, getfd_error, names, read_process, read_socket, thread_of};
 use render::strip_prefix;
-pub use render::{json_lines, json_string, program_name, show_address, state_name, table};
+pub use render::{SocketJson, json_lines, program_name, show_address, table};
 
 use std::io::{self, Write as _};
 use std::process::ExitCode;
@@ -43,7 +45,11 @@ pub struct InspectArgs {
     expect_env: bool,
 }
 
-pub fn inspect(args: &InspectArgs) -> Result<ExitCode, Failure> {
+/// The eBPF policy that covers a process, as an expectation (`bpf::expectation_for`, passed in
+/// by `main` so that `inspect` and `bpf` do not import each other).
+pub type PolicyOf = fn(i32) -> Option<Expectation>;
+
+pub fn inspect(args: &InspectArgs, policy_of: PolicyOf) -> Result<ExitCode, Failure> {
     let mut worst = 0u8;
     let stdout = io::stdout();
     let mut out = stdout.lock();
@@ -51,7 +57,7 @@ pub fn inspect(args: &InspectArgs) -> Result<ExitCode, Failure> {
     for &pid in &args.pids {
         let report = read_process(pid).and_then(|process| {
             // An eBPF policy on the process's cgroup is what the kernel enforces: judge by it.
-            let expectation = if let Some(policy) = crate::bpf::expectation_for(pid) {
+            let expectation = if let Some(policy) = policy_of(pid) {
                 Some(policy)
             } else if args.expect_env {
                 Some(read_expectation(pid, &process)?)

@@ -2,8 +2,6 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use super::process::Socket;
-
 /// /proc/PID/net/tcp{,6}, read only when a connecting socket needs its peer.
 #[derive(Default)]
 pub(super) struct NetTable {
@@ -11,8 +9,9 @@ pub(super) struct NetTable {
 }
 
 impl NetTable {
-    pub(super) fn remote(&self, pid: i32, socket: &Socket) -> Option<SocketAddr> {
-        let inode = socket_inode(pid, socket.fd)?;
+    /// The peer of the socket behind descriptor `fd` of process `pid`.
+    pub(super) fn remote(&self, pid: i32, fd: i32) -> Option<SocketAddr> {
+        let inode = socket_inode(pid, fd)?;
         let rows = self.rows.get_or_init(|| {
             ["tcp", "tcp6"]
                 .iter()

@@ -9,10 +9,7 @@ use crate::library::mapped_library;
 use crate::{Failure, sys};
 
 use super::proc_net::NetTable;
-
-pub(super) const TCP_LISTEN: u8 = 10;
-
-pub(super) const TCP_CLOSE: u8 = 7;
+use super::state::TcpState;
 
 /// One TCP socket as the kernel reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,7 +18,7 @@ pub struct Socket {
     pub local: Option<SocketAddr>,
     pub remote: Option<SocketAddr>,
     pub ipv6: bool,
-    pub state: u8,
+    pub state: TcpState,
     pub keepalive: bool,
     pub idle: u32,
     pub interval: u32,
@@ -106,8 +103,8 @@ pub fn read_process(pid: i32) -> Result<Process, Failure> {
         let net = NetTable::default();
         for socket in sockets.iter_mut().filter(|socket| socket.remote.is_none()) {
             // getpeername says ENOTCONN while a connect is in progress: /proc/PID/net/tcp knows.
-            if matches!(socket.state, 2 | 3) {
-                socket.remote = net.remote(pid, socket);
+            if socket.state.connecting() {
+                socket.remote = net.remote(pid, socket.fd);
             }
         }
     }
@@ -188,7 +185,7 @@ pub fn read_socket(fd: i32, dup: BorrowedFd<'_>) -> io::Result<Option<Socket>> {
         local: sys::local_address(dup).ok(),
         remote: sys::peer_address(dup).ok(),
         ipv6: domain == libc::AF_INET6,
-        state: sys::tcp_state(dup)?,
+        state: TcpState::from_kernel(sys::tcp_state(dup)?),
         keepalive: int(libc::SOL_SOCKET, libc::SO_KEEPALIVE)? != 0,
         idle: unsigned(libc::IPPROTO_TCP, libc::TCP_KEEPIDLE)?,
         interval: unsigned(libc::IPPROTO_TCP, libc::TCP_KEEPINTVL)?,

@@ -1,33 +1,19 @@
-//! Rendering: the table and JSON Lines.
+//! Rendering: the table and JSON Lines (serde).
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 
 use keepalive_config::{ConfigError, Override, PREFIX};
 
+use crate::json::json_line;
 use crate::library::LIBRARY_STEM;
 
 use super::expectation::Expectation;
-use super::judge::{Expected, Judgement};
-use super::process::Process;
+use serde::{Serialize, Serializer};
 
-pub fn state_name(state: u8) -> &'static str {
-    match state {
-        1 => "ESTABLISHED",
-        2 => "SYN-SENT",
-        3 => "SYN-RECV",
-        4 => "FIN-WAIT-1",
-        5 => "FIN-WAIT-2",
-        6 => "TIME-WAIT",
-        7 => "CLOSE",
-        8 => "CLOSE-WAIT",
-        9 => "LAST-ACK",
-        10 => "LISTEN",
-        11 => "CLOSING",
-        12 => "NEW-SYN-RECV",
-        _ => "UNKNOWN",
-    }
-}
+use super::judge::{Expected, Judgement, Role, Verdict};
+use super::process::{Process, Socket};
+use super::state::TcpState;
 
 /// `127.0.0.1:17001`, `[::1]:17000` (without scope or flow info).
 pub fn show_address(address: &SocketAddr) -> String {
@@ -49,28 +35,99 @@ pub fn program_name(process: &Process) -> String {
         .unwrap_or_else(|| "?".to_owned())
 }
 
-pub fn json_string(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if u32::from(c) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+/// One line of `inspect --json`: these names, in this order, are what scripts and the tests
+/// read.
+#[derive(Serialize)]
+struct SocketLine<'a> {
+    pid: i32,
+    fd: i32,
+    program: &'a str,
+    #[serde(flatten)]
+    socket: SocketJson<u32>,
+    /// Only with a configuration to judge by: `null` when the socket is not targeted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expected: Option<Option<ExpectedJson>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    differences: Option<Vec<&'static str>>,
+    verdict: Verdict,
 }
 
-fn json_option(value: Option<u32>) -> String {
-    value.map_or_else(|| "null".to_owned(), |value| value.to_string())
+/// What `inspect --json` and `apply --json` say of a socket, from `family` to `library`.
+#[derive(Serialize)]
+pub struct SocketJson<V> {
+    family: Family,
+    local: Option<Address>,
+    remote: Option<Address>,
+    state: TcpState,
+    role: Role,
+    keepalive: bool,
+    idle: V,
+    interval: V,
+    count: V,
+    user_timeout_ms: V,
+    library: bool,
+}
+
+impl<V> SocketJson<V> {
+    /// `socket` in `role`, carrying `keepalive` and `[idle, interval, count, user_timeout_ms]`.
+    pub fn new(
+        socket: &Socket,
+        role: Role,
+        library: bool,
+        keepalive: bool,
+        [idle, interval, count, user_timeout_ms]: [V; 4],
+    ) -> Self {
+        Self {
+            family: Family::of(socket),
+            local: socket.local.map(Address),
+            remote: socket.remote.map(Address),
+            state: socket.state,
+            role,
+            keepalive,
+            idle,
+            interval,
+            count,
+            user_timeout_ms,
+            library,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ExpectedJson {
+    keepalive: bool,
+    idle: Option<u32>,
+    interval: Option<u32>,
+    count: Option<u32>,
+    user_timeout_ms: Option<u32>,
+}
+
+/// `ipv4` or `ipv6`.
+#[derive(Clone, Copy, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Family {
+    Ipv4,
+    Ipv6,
+}
+
+impl Family {
+    fn of(socket: &Socket) -> Self {
+        if socket.ipv6 {
+            Family::Ipv6
+        } else {
+            Family::Ipv4
+        }
+    }
+}
+
+/// A socket address as `show_address` writes it.
+#[derive(Clone, Copy)]
+struct Address(SocketAddr);
+
+impl Serialize for Address {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&show_address(&self.0))
+    }
 }
 
 /// One JSON object per socket, one per line.
@@ -79,52 +136,44 @@ pub fn json_lines(
     expectation: Option<&Expectation>,
     judgements: &[Judgement],
 ) -> String {
+    let program = program_name(process);
     let mut out = String::new();
     for (socket, judgement) in process.sockets.iter().zip(judgements) {
-        let _ = write!(
-            out,
-            "{{\"pid\":{},\"fd\":{},\"program\":{},\"family\":\"{}\",\"local\":{},\"remote\":{},\"state\":\"{}\",\"role\":\"{}\",\"keepalive\":{},\"idle\":{},\"interval\":{},\"count\":{},\"user_timeout_ms\":{},\"library\":{}",
-            process.pid,
-            socket.fd,
-            json_string(&program_name(process)),
-            if socket.ipv6 { "ipv6" } else { "ipv4" },
-            socket
-                .local
-                .map_or("null".to_owned(), |a| json_string(&show_address(&a))),
-            socket
-                .remote
-                .map_or("null".to_owned(), |a| json_string(&show_address(&a))),
-            state_name(socket.state),
-            judgement.role.name(),
-            socket.keepalive,
-            socket.idle,
-            socket.interval,
-            socket.count,
-            socket.user_timeout_ms,
-            process.library.is_some(),
-        );
-        if expectation.is_some() {
-            match judgement.expected {
-                None => out.push_str(",\"expected\":null"),
-                Some(expected) => {
-                    let _ = write!(
-                        out,
-                        ",\"expected\":{{\"keepalive\":true,\"idle\":{},\"interval\":{},\"count\":{},\"user_timeout_ms\":{}}}",
-                        json_option(expected.idle),
-                        json_option(expected.interval),
-                        json_option(expected.count),
-                        json_option(expected.user_timeout_ms),
-                    );
-                }
-            }
-            let differences: Vec<String> = judgement
-                .differences
-                .iter()
-                .map(|(field, _, _)| json_string(field))
-                .collect();
-            let _ = write!(out, ",\"differences\":[{}]", differences.join(","));
-        }
-        let _ = writeln!(out, ",\"verdict\":\"{}\"}}", judgement.verdict.name());
+        let line = SocketLine {
+            pid: process.pid,
+            fd: socket.fd,
+            program: &program,
+            socket: SocketJson::new(
+                socket,
+                judgement.role,
+                process.library.is_some(),
+                socket.keepalive,
+                [
+                    socket.idle,
+                    socket.interval,
+                    socket.count,
+                    socket.user_timeout_ms,
+                ],
+            ),
+            expected: expectation.map(|_| {
+                judgement.expected.map(|expected| ExpectedJson {
+                    keepalive: true,
+                    idle: expected.idle,
+                    interval: expected.interval,
+                    count: expected.count,
+                    user_timeout_ms: expected.user_timeout_ms,
+                })
+            }),
+            differences: expectation.map(|_| {
+                judgement
+                    .differences
+                    .iter()
+                    .map(|&(field, _, _)| field)
+                    .collect()
+            }),
+            verdict: judgement.verdict,
+        };
+        out.push_str(&json_line(&line));
     }
     out
 }
@@ -243,7 +292,7 @@ pub fn table(
     for (socket, judgement) in process.sockets.iter().zip(judgements) {
         let mut row = vec![
             socket.fd.to_string(),
-            state_name(socket.state).to_owned(),
+            socket.state.name().to_owned(),
             socket.local.map_or("-".to_owned(), |a| show_address(&a)),
             socket.remote.map_or("-".to_owned(), |a| show_address(&a)),
             judgement.role.name().to_owned(),

@@ -8,11 +8,12 @@ use keepalive_config::KernelDefaults;
 use super::expectation::program_names;
 use super::judge::{Verdict, judge, targeted};
 use super::proc_net::parse_net_address;
+use super::state::TcpState;
 use super::*;
 use crate::library::mapped_library;
 use crate::settings::{Filters, parse_kept};
 
-fn socket(state: u8, local: &str, remote: Option<&str>, keepalive: bool) -> Socket {
+fn socket(state: TcpState, local: &str, remote: Option<&str>, keepalive: bool) -> Socket {
     Socket {
         fd: 3,
         local: Some(local.parse().unwrap()),
@@ -77,25 +78,41 @@ fn maps_find_the_library_by_file_name() {
 fn roles_from_listening_ports() {
     let listening = [17000];
     assert_eq!(
-        role(&socket(10, "0.0.0.0:17000", None, true), &listening),
+        role(
+            &socket(TcpState::Listen, "0.0.0.0:17000", None, true),
+            &listening
+        ),
         Role::Listening
     );
     assert_eq!(
         role(
-            &socket(1, "127.0.0.1:17000", Some("127.0.0.1:40000"), true),
+            &socket(
+                TcpState::Established,
+                "127.0.0.1:17000",
+                Some("127.0.0.1:40000"),
+                true
+            ),
             &listening
         ),
         Role::Accepted
     );
     assert_eq!(
         role(
-            &socket(1, "127.0.0.1:40000", Some("127.0.0.1:17000"), true),
+            &socket(
+                TcpState::Established,
+                "127.0.0.1:40000",
+                Some("127.0.0.1:17000"),
+                true
+            ),
             &listening
         ),
         Role::Outgoing
     );
     assert_eq!(
-        role(&socket(7, "0.0.0.0:0", None, true), &listening),
+        role(
+            &socket(TcpState::Close, "0.0.0.0:0", None, true),
+            &listening
+        ),
         Role::Unconnected
     );
 }
@@ -103,11 +120,21 @@ fn roles_from_listening_ports() {
 #[test]
 fn ports_filter_uses_remote_port_for_outgoing_and_local_for_accepted() {
     let expectation = expectation(&[("KEEPALIVE_PORTS", "17000-17999")]);
-    let outgoing = socket(1, "127.0.0.1:40000", Some("127.0.0.1:17001"), true);
+    let outgoing = socket(
+        TcpState::Established,
+        "127.0.0.1:40000",
+        Some("127.0.0.1:17001"),
+        true,
+    );
     assert!(targeted(&expectation, Role::Outgoing, &outgoing));
-    let accepted = socket(1, "127.0.0.1:6379", Some("127.0.0.1:17001"), true);
+    let accepted = socket(
+        TcpState::Established,
+        "127.0.0.1:6379",
+        Some("127.0.0.1:17001"),
+        true,
+    );
     assert!(!targeted(&expectation, Role::Accepted, &accepted));
-    let unconnected = socket(7, "0.0.0.0:0", None, true);
+    let unconnected = socket(TcpState::Close, "0.0.0.0:0", None, true);
     assert!(!targeted(&expectation, Role::Unconnected, &unconnected));
     let off = Expectation {
         acts: false,
@@ -119,20 +146,35 @@ fn ports_filter_uses_remote_port_for_outgoing_and_local_for_accepted() {
 #[test]
 fn nets_filter_uses_the_peer_and_skips_listeners() {
     let expectation = expectation(&[("KEEPALIVE_NETS", "10.0.0.0/8")]);
-    let inside = socket(1, "10.0.0.1:6379", Some("10.1.1.1:40000"), true);
-    let outside = socket(1, "127.0.0.1:6379", Some("127.0.0.1:40000"), true);
+    let inside = socket(
+        TcpState::Established,
+        "10.0.0.1:6379",
+        Some("10.1.1.1:40000"),
+        true,
+    );
+    let outside = socket(
+        TcpState::Established,
+        "127.0.0.1:6379",
+        Some("127.0.0.1:40000"),
+        true,
+    );
     assert!(targeted(&expectation, Role::Accepted, &inside));
     assert!(!targeted(&expectation, Role::Accepted, &outside));
     assert!(!targeted(
         &expectation,
         Role::Listening,
-        &socket(10, "0.0.0.0:6379", None, true)
+        &socket(TcpState::Listen, "0.0.0.0:6379", None, true)
     ));
 }
 
 #[test]
 fn policies_judge_values() {
-    let actual = socket(1, "127.0.0.1:40000", Some("127.0.0.1:17001"), true); // 30/10/3, uto 0
+    let actual = socket(
+        TcpState::Established,
+        "127.0.0.1:40000",
+        Some("127.0.0.1:17001"),
+        true,
+    ); // 30/10/3, uto 0
     let yes = expectation(&[
         ("KEEPALIVE_OVERRIDE", "yes"),
         ("KEEPIDLE", "30"),
@@ -165,7 +207,12 @@ fn policies_judge_values() {
     let judgement = judge(&actual, Role::Outgoing, &no);
     assert_eq!(judgement.verdict, Verdict::Ok);
     assert_eq!(judgement.differences.len(), 1);
-    let off = socket(1, "127.0.0.1:40000", Some("127.0.0.1:17001"), false);
+    let off = socket(
+        TcpState::Established,
+        "127.0.0.1:40000",
+        Some("127.0.0.1:17001"),
+        false,
+    );
     assert_eq!(judge(&off, Role::Outgoing, &no).verdict, Verdict::Missing);
     let auto = expectation(&[
         ("KEEPALIVE_OVERRIDE", "yes"),
@@ -197,6 +244,58 @@ fn programs_match_a_rewritten_title() {
 }
 
 #[test]
-fn json_strings_escape() {
-    assert_eq!(json_string("a\"b\\c\n\u{1}"), "\"a\\\"b\\\\c\\n\\u0001\"");
+fn states_keep_the_kernel_numbers() {
+    for number in 1..=12 {
+        assert_eq!(TcpState::from_kernel(number) as u8, number);
+    }
+    assert_eq!(TcpState::from_kernel(0), TcpState::Unknown);
+    assert_eq!(TcpState::from_kernel(13), TcpState::Unknown);
+    assert_eq!(TcpState::from_kernel(1).name(), "ESTABLISHED");
+    assert_eq!(TcpState::from_kernel(10).name(), "LISTEN");
+    assert_eq!(TcpState::from_kernel(12).name(), "NEW-SYN-RECV");
+}
+
+#[test]
+fn json_lines_keep_their_fields_and_order() {
+    let process = Process {
+        pid: 42,
+        exe: Some("/usr/bin/redis-server".to_owned()),
+        argv0: Some("redis-server \"*:6379\"\n".to_owned()),
+        library: None,
+        sockets: vec![socket(
+            TcpState::Established,
+            "127.0.0.1:40000",
+            Some("127.0.0.1:17001"),
+            true,
+        )],
+        maps: String::new(),
+    };
+    let judgements = judge_process(&process, None);
+    assert_eq!(
+        json_lines(&process, None, &judgements),
+        "{\"pid\":42,\"fd\":3,\"program\":\"redis-server\",\"family\":\"ipv4\",\
+         \"local\":\"127.0.0.1:40000\",\"remote\":\"127.0.0.1:17001\",\"state\":\"ESTABLISHED\",\
+         \"role\":\"outgoing\",\"keepalive\":true,\"idle\":30,\"interval\":10,\"count\":3,\
+         \"user_timeout_ms\":0,\"library\":false,\"verdict\":\"ok\"}\n"
+    );
+    let yes = expectation(&[("KEEPIDLE", "20"), ("KEEPALIVE_OVERRIDE", "yes")]);
+    let judgements = judge_process(&process, Some(&yes));
+    let line = json_lines(&process, Some(&yes), &judgements);
+    assert!(
+        line.ends_with(
+            ",\"library\":false,\"expected\":{\"keepalive\":true,\"idle\":20,\"interval\":null,\
+             \"count\":null,\"user_timeout_ms\":null},\"differences\":[\"idle\"],\"verdict\":\"differs\"}\n"
+        ),
+        "{line}"
+    );
+    let mut unconnected = process;
+    unconnected.sockets[0].remote = None;
+    let off = expectation(&[("KEEPALIVE", "off")]);
+    let judgements = judge_process(&unconnected, Some(&off));
+    let line = json_lines(&unconnected, Some(&off), &judgements);
+    assert!(
+        line.contains(",\"remote\":null,")
+            && line.contains(",\"expected\":null,\"differences\":[],"),
+        "{line}"
+    );
 }
