@@ -341,14 +341,20 @@ fn bad_input_is_one_clear_line_status_2_and_changes_nothing() {
     let output = with_ours(&[&udp.pid.to_string()]);
     assert_one_error(&output, "has no TCP socket (1 socket, not TCP)");
 
-    // A thread: this test runs on one of the test harness's threads.
+    // A thread: one of this test's own, alive until the check is done (another test's thread
+    // could exit meanwhile).
     let me = std::process::id();
-    let thread = std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
-        .find(|tid| *tid != me.to_string())
-        .expect("the test harness runs tests on threads");
+    let (tid_sender, tid) = std::sync::mpsc::channel();
+    let (done, wait) = std::sync::mpsc::channel::<()>();
+    let helper = std::thread::spawn(move || {
+        // SAFETY: gettid has no preconditions.
+        let _ = tid_sender.send(unsafe { libc::gettid() });
+        let _ = wait.recv();
+    });
+    let thread = tid.recv().expect("the helper thread's id").to_string();
     let output = with_ours(&[&thread]);
+    let _ = done.send(());
+    helper.join().expect("the helper thread");
     assert_one_error(
         &output,
         &format!("pid {thread}: is a thread of process {me}; apply to {me}"),
