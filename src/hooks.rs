@@ -106,6 +106,7 @@ pub unsafe extern "C" fn setsockopt(
     let result = unsafe { real::setsockopt()(fd, level, name, value, length) };
     if result == 0
         && let Some(option) = SocketOption::from_level_and_name(level, name)
+        && policy::watches_setsockopt(option)
     {
         // What the program asked for is read back from the kernel, not from `value`: the
         // library never touches the program's memory, even after the kernel accepted it.

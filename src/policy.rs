@@ -215,6 +215,13 @@ fn settle(runtime: &Runtime, fd: c_int, decision: Decision, record: Option<Recor
     );
 }
 
+/// Whether the program's own setsockopt of `option` can need work (decided in the hook, so
+/// that the common case costs a load and a test): yes when the library is not loaded yet.
+#[inline(always)]
+pub fn watches_setsockopt(option: SocketOption) -> bool {
+    runtime::ready().is_none_or(|runtime| runtime.watches(option))
+}
+
 /// After the program's own setsockopt of one of our options succeeded: it is remembered as the
 /// program's (for a socket configured late, or accepted from this one), and under
 /// KEEPALIVE_OVERRIDE=yes|tighten our value replaces the one it set on a targeted TCP socket.
@@ -223,6 +230,9 @@ pub fn after_setsockopt(fd: c_int, option: SocketOption) {
     let Some(runtime) = runtime::get() else {
         return;
     };
+    if !runtime.watches(option) {
+        return;
+    }
     // Whose value it is matters where a socket is configured late: under a filter (any of the
     // program's sockets), else only a listener's, and there only a value the kernel's default
     // could be mistaken for — in practice SO_KEEPALIVE=0 (Redis and most servers set all four

@@ -42,6 +42,17 @@ pub struct RawStep {
 }
 
 impl Runtime {
+    /// Whether the program's own setsockopt of `option` needs any work: a note of it (under a
+    /// filter, or SO_KEEPALIVE — see `policy::after_setsockopt`) or an override. Under the
+    /// default KEEPALIVE_OVERRIDE=no without filters, Redis' TCP_KEEPIDLE/INTVL/CNT on every
+    /// client cost one test each.
+    #[inline(always)]
+    pub fn watches(&self, option: SocketOption) -> bool {
+        self.policy != Override::No
+            || self.filters_by_address()
+            || option == SocketOption::KeepAlive
+    }
+
     pub fn steps(&self) -> &[RawStep] {
         self.steps.get(..self.step_count).unwrap_or(&[])
     }
