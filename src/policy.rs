@@ -234,11 +234,13 @@ pub fn after_setsockopt(fd: c_int, option: SocketOption) {
         return;
     }
     // Whose value it is matters where a socket is configured late: under a filter (any of the
-    // program's sockets), else only a listener's, and there only a value the kernel's default
-    // could be mistaken for — in practice SO_KEEPALIVE=0 (Redis and most servers set all four
-    // options on every client: no read for the three TCP-level ones).
-    let noted = runtime.filters_by_address() || option == SocketOption::KeepAlive;
-    let cookie = if noted { sys::cookie(fd) } else { None };
+    // program's sockets), else only a listener's SO_KEEPALIVE=0 that the accept witness cannot
+    // see (`Runtime::notes`).
+    let cookie = if runtime.notes(option) {
+        sys::cookie(fd)
+    } else {
+        None
+    };
     if let Some(cookie) = cookie {
         sockets::remember_program_set(cookie, option);
     }

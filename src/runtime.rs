@@ -42,15 +42,22 @@ pub struct RawStep {
 }
 
 impl Runtime {
-    /// Whether the program's own setsockopt of `option` needs any work: a note of it (under a
-    /// filter, or SO_KEEPALIVE — see `policy::after_setsockopt`) or an override. Under the
-    /// default KEEPALIVE_OVERRIDE=no without filters, Redis' TCP_KEEPIDLE/INTVL/CNT on every
-    /// client cost one test each.
+    /// Whether the program's own setsockopt of `option` needs any work: an override, or a note
+    /// of it (see `policy::after_setsockopt`). Under the default KEEPALIVE_OVERRIDE=no without
+    /// filters a note only matters for SO_KEEPALIVE when it is the accept witness (no timing
+    /// configured): a listener whose keepalive the program turned off then tells its accepted
+    /// sockets so; otherwise the witness timing they inherit does. Redis' four options on
+    /// every client then cost one test each.
     #[inline(always)]
     pub fn watches(&self, option: SocketOption) -> bool {
-        self.policy != Override::No
-            || self.filters_by_address()
-            || option == SocketOption::KeepAlive
+        self.policy != Override::No || self.notes(option)
+    }
+
+    /// Whether the program's setsockopt of `option` is noted against the socket's cookie.
+    #[inline(always)]
+    pub fn notes(&self, option: SocketOption) -> bool {
+        self.filters_by_address()
+            || (option == SocketOption::KeepAlive && self.witness == SocketOption::KeepAlive)
     }
 
     pub fn steps(&self) -> &[RawStep] {
