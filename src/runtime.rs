@@ -143,7 +143,9 @@ fn wait_for_load() -> Option<&'static Runtime> {
     if LOADER.load(Ordering::Acquire) == sys::tid() {
         return None;
     }
-    for round in 0..4000 {
+    // Spin briefly, then yield: on a loaded machine the load can take milliseconds; the bound
+    // (some 100,000 yields) only matters if the loader can never finish.
+    for round in 0..100_000 {
         if STATE.load(Ordering::Acquire) != LOADING {
             break;
         }
@@ -162,7 +164,9 @@ fn load_now() -> Option<&'static Runtime> {
         .compare_exchange(UNLOADED, LOADING, Ordering::AcqRel, Ordering::Acquire)
         .is_err()
     {
-        return ready();
+        // Another thread won the race to load: wait for it like any thread that finds it
+        // loading.
+        return wait_for_load();
     }
     LOADER.store(sys::tid(), Ordering::Release);
     let saved = errno::Saved::now();
