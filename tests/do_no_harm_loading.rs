@@ -1,30 +1,16 @@
-//! Do no harm (issue 10), parts 4, 6 and 7: how the library is loaded.
+//! Do no harm (issue 10), parts 4 and 6: how the library is loaded.
 //!
 //! - A dynamically linked musl program (musl-gcc's default) starts under the library and its
 //!   TCP sockets get the options: the library must not need glibc-only objects
 //!   (ld-linux-x86-64.so.2, libgcc_s.so.1) or symbols.
 //! - KEEPALIVE_STRICT=yes exits before main only when the library is preloaded into a
 //!   starting process; dlopen()ed into a running program it must not end that program.
-//! - The shared object exports the hooks and nothing else.
+//!
+//! That the shared object exports the six hooks and nothing else: tests/exports.rs.
 
 mod common;
 
-use std::process::Command;
-
 use common::*;
-
-/// The hooks every build must export.
-const CORE_HOOKS: [&str; 6] = [
-    "accept",
-    "accept4",
-    "connect",
-    "listen",
-    "setsockopt",
-    "socket",
-];
-
-/// Hooks a build may export besides the core ones (bookkeeping of descriptor numbers).
-const OPTIONAL_HOOKS: [&str; 3] = ["close", "dup2", "dup3"];
 
 #[test]
 fn a_dynamically_linked_musl_program_starts_and_is_configured() {
@@ -112,34 +98,4 @@ fn strict_mode_does_not_end_a_program_that_dlopens_the_library() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
-}
-
-#[test]
-fn only_hooks_are_exported_and_every_core_hook_is() {
-    let nm = tool("nm", "binutils");
-    let output = Command::new(nm)
-        .args(["-D", "--defined-only"])
-        .arg(library())
-        .output()
-        .expect("run nm");
-    assert!(output.status.success(), "{output:?}");
-    let text = String::from_utf8_lossy(&output.stdout);
-    let symbols: Vec<&str> = text
-        .lines()
-        .filter_map(|line| line.split_whitespace().nth(2))
-        .collect();
-    let unexpected: Vec<&&str> = symbols
-        .iter()
-        .filter(|name| !CORE_HOOKS.contains(name) && !OPTIONAL_HOOKS.contains(name))
-        .collect();
-    let missing: Vec<&&str> = CORE_HOOKS
-        .iter()
-        .filter(|name| !symbols.contains(name))
-        .collect();
-    assert!(
-        unexpected.is_empty() && missing.is_empty(),
-        "exported but not a hook: {unexpected:?}; core hooks missing: {missing:?}\n\
-         nm -D --defined-only {}:\n{text}",
-        library().display()
-    );
 }
