@@ -139,24 +139,12 @@ impl Output {
 
     /// The rest of the one stdout line that starts with `label ` (e.g. `client`).
     pub fn line(&self, label: &str) -> &str {
-        let prefix = format!("{label} ");
-        let found: Vec<&str> = self
-            .stdout
-            .lines()
-            .filter_map(|line| line.strip_prefix(&prefix))
-            .collect();
-        match found.as_slice() {
-            [one] => one,
-            _ => panic!("expected exactly one line starting with {prefix:?}\n{self}"),
-        }
+        labelled_line(&self.stdout, label, self)
     }
 
     /// The lines the library printed (they start with `keepalive-preload:`).
     pub fn library_lines(&self) -> Vec<&str> {
-        self.stderr
-            .lines()
-            .filter(|line| line.starts_with("keepalive-preload"))
-            .collect()
+        library_lines(&self.stderr)
     }
 }
 
@@ -429,24 +417,12 @@ impl Outcome {
 
     /// The rest of the one stdout line that starts with `label ` (e.g. `effect client`).
     pub fn line(&self, label: &str) -> &str {
-        let prefix = format!("{label} ");
-        let found: Vec<&str> = self
-            .stdout
-            .lines()
-            .filter_map(|line| line.strip_prefix(&prefix))
-            .collect();
-        match found.as_slice() {
-            [one] => one,
-            _ => panic!("expected exactly one line starting with {prefix:?}\n{self}"),
-        }
+        labelled_line(&self.stdout, label, self)
     }
 
     /// The lines the library printed (they start with `keepalive-preload`).
     pub fn library_lines(&self) -> Vec<&str> {
-        self.stderr
-            .lines()
-            .filter(|line| line.starts_with("keepalive-preload"))
-            .collect()
+        library_lines(&self.stderr)
     }
 }
 
@@ -696,4 +672,26 @@ pub fn harm_port() -> u16 {
         }
     }
     panic!("no free port in 41000-41999");
+}
+
+/// The rest of the one line of `stdout` that starts with `label ` (e.g. `client`); `run`
+/// describes the run in the failure.
+fn labelled_line<'a>(stdout: &'a str, label: &str, run: &dyn std::fmt::Display) -> &'a str {
+    let prefix = format!("{label} ");
+    let found: Vec<&str> = stdout
+        .lines()
+        .filter_map(|line| line.strip_prefix(&prefix))
+        .collect();
+    match found.as_slice() {
+        [one] => one,
+        _ => panic!("expected exactly one line starting with {prefix:?}\n{run}"),
+    }
+}
+
+/// The lines of `stderr` the library printed (they start with `keepalive-preload`).
+fn library_lines(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|line| line.starts_with("keepalive-preload"))
+        .collect()
 }
