@@ -12,9 +12,10 @@
 //! A line that cannot be written at once is dropped and counted; the next line written says
 //! how many were.
 
-use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
+use keepalive_config::show::{Out, Show, signed};
+use keepalive_config::text::put;
 use keepalive_config::{LogLevel, PREFIX};
 
 use crate::sys::{self, FileIdentity};
@@ -42,10 +43,10 @@ pub fn enabled(configured: LogLevel, level: LogLevel) -> bool {
     configured >= level && level != LogLevel::Off
 }
 
-/// One `keepalive-preload[pid]: …` line when `configured` lets `level` through; the message
-/// is only formatted then.
+/// One `keepalive-preload[pid]: …` line when `configured` lets `level` through; `message`
+/// writes the text after the prefix, and only runs then.
 #[inline(always)]
-pub fn event(configured: LogLevel, level: LogLevel, message: fmt::Arguments<'_>) {
+pub fn event(configured: LogLevel, level: LogLevel, message: impl FnOnce(&mut Line)) {
     if enabled(configured, level) {
         event_now(message);
     }
@@ -53,27 +54,19 @@ pub fn event(configured: LogLevel, level: LogLevel, message: fmt::Arguments<'_>)
 
 #[cold]
 #[inline(never)]
-fn event_now(message: fmt::Arguments<'_>) {
-    line(format_args!("{PREFIX}[{}]: {message}", sys::pid()));
+fn event_now(message: impl FnOnce(&mut Line)) {
+    let mut line = Line::new();
+    line.put(PREFIX).put("[").number(sys::pid()).put("]: ");
+    message(&mut line);
+    line.send();
 }
 
 /// Writes a line that carries its own prefix (configuration errors keep the exact form
 /// `keepalive-preload: VAR="value" …; not applied`).
-pub fn line(message: fmt::Arguments<'_>) {
-    let mut line = Line {
-        bytes: [0; LINE_CAPACITY],
-        length: 0,
-    };
-    let _ = line.write_fmt(message);
-    let dropped = DROPPED.load(Ordering::Relaxed);
-    if dropped > 0 {
-        let _ = write!(line, " [{dropped} earlier lines dropped]");
-    }
-    if write_whole(line.finish()) {
-        DROPPED.fetch_sub(dropped, Ordering::Relaxed);
-    } else {
-        DROPPED.fetch_add(1, Ordering::Relaxed);
-    }
+pub fn line(message: impl FnOnce(&mut Line)) {
+    let mut line = Line::new();
+    message(&mut line);
+    line.send();
 }
 
 /// Whether the line went out whole, at once, to the original stderr.
@@ -107,12 +100,51 @@ fn is_network_socket(file: FileIdentity) -> bool {
 }
 
 /// A line buffer that silently truncates what does not fit.
-struct Line {
+pub struct Line {
     bytes: [u8; LINE_CAPACITY],
     length: usize,
 }
 
 impl Line {
+    fn new() -> Self {
+        Self {
+            bytes: [0; LINE_CAPACITY],
+            length: 0,
+        }
+    }
+
+    /// Writes the line (with how many were dropped before it), or counts it as dropped.
+    #[inline(never)]
+    fn send(&mut self) {
+        let dropped = DROPPED.load(Ordering::Relaxed);
+        if dropped > 0 {
+            self.put(" [")
+                .number(dropped)
+                .put(" earlier lines dropped]");
+        }
+        if write_whole(self.finish()) {
+            DROPPED.fetch_sub(dropped, Ordering::Relaxed);
+        } else {
+            DROPPED.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn put(&mut self, text: &str) -> &mut Self {
+        self.text(text);
+        self
+    }
+
+    #[inline(never)]
+    pub fn number(&mut self, value: impl Into<i64>) -> &mut Self {
+        signed(self, value.into());
+        self
+    }
+
+    pub fn show(&mut self, value: &impl Show) -> &mut Self {
+        value.show(self);
+        self
+    }
+
     /// The line with its newline (one byte is always kept for it).
     fn finish(&mut self) -> &[u8] {
         let end = self.length.min(LINE_CAPACITY - 1);
@@ -123,18 +155,14 @@ impl Line {
     }
 }
 
-impl Write for Line {
-    fn write_str(&mut self, text: &str) -> fmt::Result {
+impl Out for Line {
+    #[inline(never)]
+    fn text(&mut self, text: &str) {
+        // Truncated to what fits, always keeping a byte for the newline.
         let room = (LINE_CAPACITY - 1).saturating_sub(self.length);
-        let taken = text.len().min(room);
-        let end = self.length + taken;
-        if let (Some(target), Some(source)) = (
-            self.bytes.get_mut(self.length..end),
-            text.as_bytes().get(..taken),
-        ) {
-            target.copy_from_slice(source);
+        let shown = text.as_bytes().get(..room).unwrap_or(text.as_bytes());
+        if let Some(end) = put(&mut self.bytes, self.length, shown) {
             self.length = end;
         }
-        Ok(())
     }
 }

@@ -12,6 +12,7 @@
 use core::ffi::c_int;
 use core::net::SocketAddr;
 
+use keepalive_config::show::{Out, Show, signed};
 use keepalive_config::{Decision, LogLevel, Override, Role, ShownAddress, SocketOption};
 
 use crate::runtime::{self, Runtime};
@@ -61,11 +62,12 @@ fn after_tcp_socket_otherwise(fd: c_int) {
     for step in runtime.steps() {
         let _ = sys::set_int(fd, step.level, step.name, step.value);
     }
-    log::event(
-        runtime.log,
-        LogLevel::Debug,
-        format_args!("fd {fd} configured at socket(): {}", Planned(runtime)),
-    );
+    log::event(runtime.log, LogLevel::Debug, |line| {
+        line.put("fd ")
+            .number(fd)
+            .put(" configured at socket():")
+            .show(&Planned(runtime));
+    });
 }
 
 /// After a connect() the kernel took (0, EINPROGRESS, EINTR, EALREADY): with address filters,
@@ -181,11 +183,14 @@ fn recall(cookie: Option<u64>) -> Option<Record> {
 /// kernel's default counts as the program's.
 fn settle(runtime: &Runtime, fd: c_int, decision: Decision, record: Option<Record>, event: Event) {
     if !decision.targeted() {
-        log::event(
-            runtime.log,
-            LogLevel::Debug,
-            format_args!("fd {fd} left alone at {event}: {}", decision.reason()),
-        );
+        log::event(runtime.log, LogLevel::Debug, |line| {
+            line.put("fd ")
+                .number(fd)
+                .put(" left alone at ")
+                .show(&event)
+                .put(": ")
+                .put(decision.reason());
+        });
         return;
     }
     let mut applied = Applied::default();
@@ -208,11 +213,14 @@ fn settle(runtime: &Runtime, fd: c_int, decision: Decision, record: Option<Recor
             applied.record(option, value);
         }
     }
-    log::event(
-        runtime.log,
-        LogLevel::Debug,
-        format_args!("fd {fd} configured at {event}:{applied}"),
-    );
+    log::event(runtime.log, LogLevel::Debug, |line| {
+        line.put("fd ")
+            .number(fd)
+            .put(" configured at ")
+            .show(&event)
+            .put(":")
+            .show(&applied);
+    });
 }
 
 /// Whether the program's own setsockopt of `option` can need work (decided in the hook, so
@@ -265,15 +273,17 @@ pub fn after_setsockopt(fd: c_int, option: SocketOption) {
         return;
     }
     let _ = sys::set_int(fd, option.level(), option.name(), chosen);
-    log::event(
-        runtime.log,
-        LogLevel::Debug,
-        format_args!(
-            "fd {fd}: program set {}={asked}, applying {chosen} (KEEPALIVE_OVERRIDE={})",
-            option.label(),
-            runtime.policy.name(),
-        ),
-    );
+    log::event(runtime.log, LogLevel::Debug, |line| {
+        line.put("fd ")
+            .number(fd)
+            .put(": program set ")
+            .put(option.label())
+            .put("=");
+        line.number(asked).put(", applying ").number(chosen);
+        line.put(" (KEEPALIVE_OVERRIDE=")
+            .put(runtime.policy.name())
+            .put(")");
+    });
 }
 
 /// Whether the filters take a socket met at the program's setsockopt. One neither connected
@@ -307,13 +317,17 @@ enum Event {
     Accept(Option<SocketAddr>),
 }
 
-impl core::fmt::Display for Event {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            Self::Connect(peer) => write!(f, "connect() to {}", ShownAddress(*peer)),
-            Self::Listen(local) => write!(f, "listen() on {}", ShownAddress(*local)),
-            Self::Accept(Some(peer)) => write!(f, "accept() from {}", ShownAddress(*peer)),
-            Self::Accept(None) => f.write_str("accept()"),
+impl Show for Event {
+    fn show<O: Out>(&self, out: &mut O) {
+        let (call, address) = match *self {
+            Self::Connect(peer) => ("connect() to ", Some(peer)),
+            Self::Listen(local) => ("listen() on ", Some(local)),
+            Self::Accept(Some(peer)) => ("accept() from ", Some(peer)),
+            Self::Accept(None) => ("accept()", None),
+        };
+        out.text(call);
+        if let Some(address) = address {
+            ShownAddress(address).show(out);
         }
     }
 }
@@ -332,25 +346,31 @@ impl Applied {
     }
 }
 
-impl core::fmt::Display for Applied {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+impl Show for Applied {
+    fn show<O: Out>(&self, out: &mut O) {
         for (option, value) in SocketOption::ALL.into_iter().zip(self.values) {
             if let Some(value) = value {
-                write!(f, " {}={value}", option.label())?;
+                show_value(out, option, value);
             }
         }
-        Ok(())
     }
+}
+
+/// ` idle=30`
+fn show_value<O: Out>(out: &mut O, option: SocketOption, value: c_int) {
+    out.text(" ");
+    out.text(option.label());
+    out.text("=");
+    signed(out, value.into());
 }
 
 /// Every planned option, for the debug log of socket().
 struct Planned<'r>(&'r Runtime);
 
-impl core::fmt::Display for Planned<'_> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+impl Show for Planned<'_> {
+    fn show<O: Out>(&self, out: &mut O) {
         for &(option, value) in self.0.plan.steps() {
-            write!(f, " {}={value}", option.label())?;
+            show_value(out, option, value);
         }
-        Ok(())
     }
 }

@@ -7,7 +7,8 @@
 
 use core::ffi::{c_char, c_int, c_void};
 
-use keepalive_config::{LogLevel, VARIABLES, preload_list};
+use keepalive_config::variables::NAMES;
+use keepalive_config::{LogLevel, preload_list};
 
 use crate::{log, real, sys};
 
@@ -63,15 +64,15 @@ fn value_of<'e>(entry: &'e [u8], name: &str) -> Option<&'e [u8]> {
 
 /// Every variable the library reads, found in one pass over the environment.
 pub struct Environment {
-    values: [Option<&'static [u8]>; VARIABLES.len()],
+    values: [Option<&'static [u8]>; NAMES.len()],
 }
 
 impl Environment {
     pub fn read() -> Self {
-        let mut values = [None; VARIABLES.len()];
+        let mut values = [None; NAMES.len()];
         for (_, entry) in entries().filter(|(_, entry)| entry.starts_with(b"KEEP")) {
-            for (slot, variable) in values.iter_mut().zip(VARIABLES) {
-                if let Some(value) = value_of(entry, variable.name) {
+            for (slot, name) in values.iter_mut().zip(NAMES) {
+                if let Some(value) = value_of(entry, name) {
                     // The first entry wins, as getenv's does.
                     slot.get_or_insert(value);
                 }
@@ -81,10 +82,10 @@ impl Environment {
     }
 
     pub fn get(&self, name: &str) -> Option<&'static [u8]> {
-        VARIABLES
+        NAMES
             .iter()
             .zip(self.values)
-            .find(|(variable, _)| variable.name == name)
+            .find(|(known, _)| **known == name)
             .and_then(|(_, value)| value)
     }
 }
@@ -228,11 +229,11 @@ pub fn leave_out_of_children(log_level: LogLevel) {
         unsafe { *environ.add(index) = memory.cast() };
         remaining
     };
-    log::event(
-        log_level,
-        LogLevel::Info,
-        format_args!("KEEPALIVE_INHERIT=no: LD_PRELOAD for children is now \"{shown}\""),
-    );
+    log::event(log_level, LogLevel::Info, |line| {
+        line.put("KEEPALIVE_INHERIT=no: LD_PRELOAD for children is now \"")
+            .put(shown)
+            .put("\"");
+    });
 }
 
 /// Removes entry `index` of `environ`, moving the later ones (and the null) down.

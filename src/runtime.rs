@@ -8,6 +8,7 @@ use core::ffi::c_int;
 use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicI32, AtomicPtr, AtomicU8, Ordering};
 
+use keepalive_config::show::Show;
 use keepalive_config::{
     Config, KernelDefaults, LogLevel, NetRange, NetSet, Override, PREFIX, Plan, PortSet,
     SocketOption,
@@ -94,10 +95,11 @@ struct WriteOnce<T>(UnsafeCell<T>);
 unsafe impl<T> Sync for WriteOnce<T> {}
 
 static RUNTIME: WriteOnce<MaybeUninit<Runtime>> = WriteOnce(UnsafeCell::new(MaybeUninit::uninit()));
-static PORTS: WriteOnce<PortSet> = WriteOnce(UnsafeCell::new(PortSet::EMPTY));
-/// The executable's path, read at load when KEEPALIVE_PROGRAMS or the info log needs it (a
-/// static: no 4 KiB to clear on the stack at every process start).
-static EXE_PATH: WriteOnce<[u8; 4096]> = WriteOnce(UnsafeCell::new([0; 4096]));
+
+/// Memory for what only some configurations need (the port set, the executable's path) is
+/// mapped when they do: as statics these 12 KiB of .bss would cost every process a mapping
+/// and the pages it touches.
+const PATH_BYTES: usize = 4096;
 
 /// The runtime when socket() may configure a TCP socket at once (see `Runtime::quick`).
 #[inline(always)]
@@ -204,8 +206,11 @@ fn build() -> Option<Runtime> {
         process::leave_out_of_children(config.log);
     }
     let exe = if config.programs.is_some() || config.log >= LogLevel::Info {
-        // SAFETY: only the loading thread writes, once; nothing reads it after the load.
-        sys::executable_path(unsafe { &mut *EXE_PATH.0.get() })
+        sys::map_memory(PATH_BYTES).and_then(|memory| {
+            // SAFETY: a fresh mapping of PATH_BYTES bytes, owned by nobody else and never
+            // unmapped (read while loading only; one page, when these settings need it).
+            sys::executable_path(unsafe { core::slice::from_raw_parts_mut(memory, PATH_BYTES) })
+        })
     } else {
         None
     };
@@ -214,32 +219,33 @@ fn build() -> Option<Runtime> {
     // Whether to act here is decided first: a bad value, even under KEEPALIVE_STRICT, is no
     // business of a program the library leaves alone (a system-wide install).
     if !config.enabled {
-        log::event(
-            config.log,
-            LogLevel::Info,
-            format_args!("KEEPALIVE is off in {program}: doing nothing"),
-        );
+        log::event(config.log, LogLevel::Info, |line| {
+            line.put("KEEPALIVE is off in ")
+                .put(program)
+                .put(": doing nothing");
+        });
         return None;
     }
     if !config.acts_in_program(exe.into_iter().chain(argv0)) {
-        log::event(
-            config.log,
-            LogLevel::Info,
-            format_args!("{program} is not in KEEPALIVE_PROGRAMS: doing nothing"),
-        );
+        log::event(config.log, LogLevel::Info, |line| {
+            line.put(program)
+                .put(" is not in KEEPALIVE_PROGRAMS: doing nothing");
+        });
         return None;
     }
     if !parsed.errors.is_empty() && (config.log > LogLevel::Off || config.strict) {
         for error in &parsed.errors {
-            log::line(format_args!("{error}"));
+            log::line(|line| error.show(line));
         }
         if config.strict {
             if process::loaded_at_start() {
                 sys::exit_now(2);
             }
-            log::line(format_args!(
-                "{PREFIX}: KEEPALIVE_STRICT: loaded into a running program (not at its start): not ending it, doing nothing"
-            ));
+            log::line(|line| {
+                line.put(PREFIX).put(
+                    ": KEEPALIVE_STRICT: loaded into a running program (not at its start): not ending it, doing nothing",
+                );
+            });
             return None;
         }
     }
@@ -250,20 +256,33 @@ fn build() -> Option<Runtime> {
     } else {
         KernelDefaults::default()
     };
-    log::event(
-        config.log,
-        LogLevel::Info,
-        format_args!("active in {program}: {}", config.summary(kernel)),
-    );
-    Some(runtime_from(&config, kernel))
+    let runtime = runtime_from(&config, kernel);
+    match runtime {
+        Some(_) => log::event(config.log, LogLevel::Info, |line| {
+            line.put("active in ")
+                .put(program)
+                .put(": ")
+                .show(&config.summary(kernel));
+        }),
+        // Without its filter the policy would reach sockets it must not: nothing instead.
+        None => log::event(config.log, LogLevel::Error, |line| {
+            line.put("no memory for the filters in ")
+                .put(program)
+                .put(": doing nothing");
+        }),
+    }
+    runtime
 }
 
-fn runtime_from(config: &Config<'_>, kernel: KernelDefaults) -> Runtime {
-    let ports = config.ports.map(|list| {
-        // SAFETY: only the loading thread writes, before the runtime is published.
-        let set = unsafe { &mut *PORTS.0.get() };
+/// The runtime, or `None` when a filter's memory could not be mapped.
+fn runtime_from(config: &Config<'_>, kernel: KernelDefaults) -> Option<Runtime> {
+    let ports = config.ports.and_then(|list| {
+        let memory = sys::map_memory(core::mem::size_of::<PortSet>())?.cast::<PortSet>();
+        // SAFETY: the fresh mapping is zeroed (an empty PortSet, a plain array of words),
+        // page aligned, owned by nobody else and never unmapped.
+        let set = unsafe { &mut *memory };
         list.fill(set);
-        &*set
+        Some(&*set)
     });
     let nets = config.nets.and_then(|list| {
         let bytes = list.len().checked_mul(core::mem::size_of::<NetRange>())?;
@@ -297,7 +316,10 @@ fn runtime_from(config: &Config<'_>, kernel: KernelDefaults) -> Runtime {
             value,
         };
     }
-    Runtime {
+    if ports.is_some() != config.ports.is_some() || nets.is_some() != config.nets.is_some() {
+        return None;
+    }
+    Some(Runtime {
         quick: ports.is_none() && nets.is_none() && !log::enabled(config.log, LogLevel::Debug),
         log: config.log,
         policy: config.override_policy,
@@ -307,5 +329,5 @@ fn runtime_from(config: &Config<'_>, kernel: KernelDefaults) -> Runtime {
         witness,
         steps,
         step_count: plan.steps().len(),
-    }
+    })
 }

@@ -8,6 +8,9 @@
 //!   options on TCP sockets, all succeeding.
 //! - `harm_misc threads-fork 200`: two threads loop over hooked calls while the main thread
 //!   forks 200 children that make sockets and exit; nothing deadlocks (20 s limit).
+//! - `harm_misc cancel`, built with `-fexceptions`: threads blocked in accept() and accept4()
+//!   are cancelled; their cleanup handlers run, which takes unwinding through the library's
+//!   frames (its unwind tables are what makes that work: a build without them fails here).
 
 mod common;
 
@@ -197,6 +200,38 @@ fn forking_while_other_threads_are_in_hooks_never_deadlocks() {
                     ("KEEPALIVE_NETS", "127.0.0.0/8"),
                     ("KEEPALIVE_OVERRIDE", "tighten"),
                     ("KEEPALIVE_LOG", "debug"),
+                ]),
+            ),
+        ],
+        Stderr::Captured,
+    );
+}
+
+#[test]
+fn cancelling_a_thread_blocked_in_a_hook_unwinds_through_it() {
+    let scratch = TempDir::new("harm-cancel");
+    // -fexceptions: pthread_cleanup_push handlers run by unwinding, as C++ destructors do.
+    let program = compile_program_flags(
+        ("gcc", "gcc"),
+        "harm_misc.c",
+        "harm_misc",
+        &scratch,
+        &["-fexceptions"],
+    );
+    let run = Run::new(&program, &["cancel"]);
+    assert_same_under(
+        &run,
+        &[
+            ("no variables", vec![]),
+            (
+                "timings, debug",
+                timings_with(&[("KEEPALIVE_LOG", "debug")]),
+            ),
+            (
+                "ports and nets",
+                timings_with(&[
+                    ("KEEPALIVE_PORTS", "1-65535"),
+                    ("KEEPALIVE_NETS", "127.0.0.0/8"),
                 ]),
             ),
         ],

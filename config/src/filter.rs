@@ -4,6 +4,8 @@
 //! the storage.
 
 use core::fmt;
+
+use crate::show::{Out, Show, decimal, display_via_show};
 use core::net::IpAddr;
 
 use crate::ip;
@@ -25,40 +27,40 @@ pub enum ListProblem<'a> {
     BadProgram(&'a str),
 }
 
-impl fmt::Display for ListProblem<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
-            Self::Empty => f.write_str("the list is empty"),
-            Self::EmptyItem => f.write_str("the list has an empty item"),
-            Self::BadPort(item) => write!(
-                f,
-                "{} is not a port in 1..65535 or a range like 17000-17999",
-                Quoted::str(item)
+impl Show for ListProblem<'_> {
+    fn show<O: Out>(&self, out: &mut O) {
+        let (item, rest) = match *self {
+            Self::Empty => return out.text("the list is empty"),
+            Self::EmptyItem => return out.text("the list has an empty item"),
+            Self::BadPort(item) => (
+                item,
+                " is not a port in 1..65535 or a range like 17000-17999",
             ),
-            Self::NotAscending(item) => write!(f, "range {} is not ascending", Quoted::str(item)),
-            Self::BadNetwork(item) => write!(
-                f,
-                "{} is not an IPv4 or IPv6 address or network",
-                Quoted::str(item)
-            ),
+            Self::NotAscending(item) => {
+                out.text("range ");
+                (item, " is not ascending")
+            }
+            Self::BadNetwork(item) => (item, " is not an IPv4 or IPv6 address or network"),
             Self::BadPrefix {
                 item,
                 prefix,
                 width,
-            } => write!(
-                f,
-                "{} has prefix length {}, not 0..{width}",
-                Quoted::str(item),
-                Quoted::str(prefix)
-            ),
-            Self::BadProgram(item) => write!(
-                f,
-                "{} is not a program base name (no slash, no space)",
-                Quoted::str(item)
-            ),
-        }
+            } => {
+                Quoted::str(item).show(out);
+                out.text(" has prefix length ");
+                Quoted::str(prefix).show(out);
+                out.text(", not 0..");
+                decimal(out, u64::from(width));
+                return;
+            }
+            Self::BadProgram(item) => (item, " is not a program base name (no slash, no space)"),
+        };
+        Quoted::str(item).show(out);
+        out.text(rest);
     }
 }
+
+display_via_show!(ListProblem<'_>);
 
 /// Splits a comma-separated list, refusing an empty list or an empty item.
 fn items(text: &str) -> Result<impl Iterator<Item = &str> + Clone, ListProblem<'_>> {

@@ -3,7 +3,7 @@
 //! link. Same accepted forms as std: dotted-quad IPv4 without leading zeros, IPv6 with `::`
 //! and an optional trailing dotted quad.
 
-use core::fmt;
+use crate::show::{Out, Show, decimal, display_via_show, hex};
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::text::split;
@@ -122,29 +122,42 @@ fn groups(text: &str, out: &mut [u16; 8], last_may_be_v4: bool) -> Option<usize>
 #[derive(Clone, Copy, Debug)]
 pub struct ShownAddress(pub SocketAddr);
 
-impl fmt::Display for ShownAddress {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Show for ShownAddress {
+    fn show<O: Out>(&self, out: &mut O) {
         match self.0 {
             SocketAddr::V4(v4) => {
-                let [a, b, c, d] = v4.ip().octets();
-                write!(f, "{a}.{b}.{c}.{d}:{}", v4.port())
+                show_v4(out, v4.ip().octets());
+                out.text(":");
+                decimal(out, u64::from(v4.port()));
             }
             SocketAddr::V6(v6) => {
-                f.write_str("[")?;
+                out.text("[");
                 if let Some(v4) = v6.ip().to_ipv4_mapped() {
-                    let [a, b, c, d] = v4.octets();
-                    write!(f, "::ffff:{a}.{b}.{c}.{d}")?;
+                    out.text("::ffff:");
+                    show_v4(out, v4.octets());
                 } else {
-                    write_v6(f, v6.ip().segments())?;
+                    show_v6(out, v6.ip().segments());
                 }
-                write!(f, "]:{}", v6.port())
+                out.text("]:");
+                decimal(out, u64::from(v6.port()));
             }
         }
     }
 }
 
+display_via_show!(ShownAddress);
+
+fn show_v4<O: Out>(out: &mut O, octets: [u8; 4]) {
+    for (index, octet) in octets.into_iter().enumerate() {
+        if index > 0 {
+            out.text(".");
+        }
+        decimal(out, u64::from(octet));
+    }
+}
+
 /// RFC 5952 form: the longest run of two or more zero groups becomes `::`.
-fn write_v6(f: &mut fmt::Formatter<'_>, segments: [u16; 8]) -> fmt::Result {
+fn show_v6<O: Out>(out: &mut O, segments: [u16; 8]) {
     let (mut best_start, mut best_length) = (8, 0);
     let mut index = 0;
     while index < 8 {
@@ -161,18 +174,17 @@ fn write_v6(f: &mut fmt::Formatter<'_>, segments: [u16; 8]) -> fmt::Result {
     let mut index = 0;
     while index < 8 {
         if index == best_start {
-            f.write_str("::")?;
+            out.text("::");
             index += best_length;
             continue;
         }
         if index > 0 && index != best_start + best_length {
-            f.write_str(":")?;
+            out.text(":");
         }
         let segment = segments.get(index).copied().unwrap_or(0);
-        write!(f, "{segment:x}")?;
+        hex(out, u32::from(segment), 1);
         index += 1;
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -18,9 +18,10 @@ mod ip;
 mod options;
 mod parse;
 pub mod preload_list;
+pub mod show;
 pub mod sockaddr;
 mod target;
-mod text;
+pub mod text;
 mod value;
 pub mod variables;
 

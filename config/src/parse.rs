@@ -3,7 +3,7 @@
 //! configuration with one [`ConfigError`] per rejected variable (treated as unset). Values
 //! are borrowed from the lookup, never copied.
 
-use core::fmt;
+use crate::show::{Out, Show, decimal, display_via_show};
 
 use crate::filter::{ListProblem, NetList, PortList, ProgramList};
 use crate::options::{
@@ -162,45 +162,57 @@ pub struct Summary<'c, 'e> {
     kernel: KernelDefaults,
 }
 
-impl fmt::Display for Summary<'_, '_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Show for Summary<'_, '_> {
+    fn show<O: Out>(&self, out: &mut O) {
         let config = self.config;
         let on_off = |on: bool| if on { "on" } else { "off" };
         let yes_no = |yes: bool| if yes { "yes" } else { "no" };
-        write!(f, "keepalive={}", on_off(config.enabled))?;
-        for (label, value) in [("idle", config.idle), ("interval", config.interval)] {
-            match value {
-                Some(seconds) => write!(f, " {label}={seconds}s")?,
-                None => write!(f, " {label}=kernel")?,
-            }
-        }
-        match config.count {
-            Some(count) => write!(f, " count={count}")?,
-            None => f.write_str(" count=kernel")?,
-        }
-        match (config.user_timeout, config.user_timeout_ms(self.kernel)) {
-            (Some(UserTimeout::Auto), Some(ms)) => write!(f, " user_timeout=auto={ms}ms")?,
-            (_, Some(ms)) => write!(f, " user_timeout={ms}ms")?,
-            (_, None) => f.write_str(" user_timeout=kernel")?,
-        }
-        write!(f, " override={}", config.override_policy.name())?;
-        for (label, list) in [
-            ("ports", config.ports.map(PortList::as_str)),
-            ("nets", config.nets.map(NetList::as_str)),
-            ("programs", config.programs.map(ProgramList::as_str)),
+        out.text("keepalive=");
+        out.text(on_off(config.enabled));
+        for (label, value, unit) in [
+            (" idle=", config.idle, "s"),
+            (" interval=", config.interval, "s"),
+            (" count=", config.count, ""),
         ] {
-            match list {
-                Some(text) => write!(f, " {label}={}", Elided(text))?,
-                None => write!(f, " {label}=any")?,
+            out.text(label);
+            match value {
+                Some(value) => {
+                    decimal(out, u64::from(value));
+                    out.text(unit);
+                }
+                None => out.text("kernel"),
             }
         }
-        write!(
-            f,
-            " inherit={} log={} strict={}",
-            yes_no(config.inherit),
-            config.log.name(),
-            yes_no(config.strict)
-        )
+        out.text(" user_timeout=");
+        match (config.user_timeout, config.user_timeout_ms(self.kernel)) {
+            (user_timeout, Some(ms)) => {
+                if user_timeout == Some(UserTimeout::Auto) {
+                    out.text("auto=");
+                }
+                decimal(out, u64::from(ms));
+                out.text("ms");
+            }
+            (_, None) => out.text("kernel"),
+        }
+        out.text(" override=");
+        out.text(config.override_policy.name());
+        for (label, list) in [
+            (" ports=", config.ports.map(PortList::as_str)),
+            (" nets=", config.nets.map(NetList::as_str)),
+            (" programs=", config.programs.map(ProgramList::as_str)),
+        ] {
+            out.text(label);
+            match list {
+                Some(text) => Elided(text).show(out),
+                None => out.text("any"),
+            }
+        }
+        out.text(" inherit=");
+        out.text(yes_no(config.inherit));
+        out.text(" log=");
+        out.text(config.log.name());
+        out.text(" strict=");
+        out.text(yes_no(config.strict));
     }
 }
 
@@ -237,18 +249,32 @@ impl ConfigError<'_> {
     }
 }
 
-impl fmt::Display for ConfigError<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{PREFIX}: {}={} ", self.variable, Quoted(self.value))?;
-        let accepted = self.accepted;
+impl Show for ConfigError<'_> {
+    fn show<O: Out>(&self, out: &mut O) {
+        out.text(PREFIX);
+        out.text(": ");
+        out.text(self.variable);
+        out.text("=");
+        Quoted(self.value).show(out);
+        out.text(" is not ");
         match self.problem {
-            Problem::NotAccepted => write!(f, "is not {accepted}")?,
-            Problem::NotUtf8 => write!(f, "is not {accepted} (not even UTF-8)")?,
-            Problem::List(problem) => write!(f, "is not accepted: {problem}; expected {accepted}")?,
+            Problem::NotAccepted => out.text(self.accepted),
+            Problem::NotUtf8 => {
+                out.text(self.accepted);
+                out.text(" (not even UTF-8)");
+            }
+            Problem::List(problem) => {
+                out.text("accepted: ");
+                problem.show(out);
+                out.text("; expected ");
+                out.text(self.accepted);
+            }
         }
-        f.write_str("; not applied")
+        out.text("; not applied");
     }
 }
+
+display_via_show!(Summary<'_, '_>, ConfigError<'_>);
 
 /// Every rejected variable, at most one each.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -306,13 +332,15 @@ pub fn parse<'e>(lookup: impl FnMut(&str) -> Option<&'e [u8]>) -> Parsed<'e> {
     let seconds = |text: &str| value::seconds(text, 1, MAX_KEEPALIVE_SECONDS).ok_or(());
     let switch = |text: &str| value::switch(text).ok_or(());
     let config = Config {
-        enabled: reader.read(KEEPALIVE, switch).unwrap_or(defaults.enabled),
-        idle: reader.read(KEEPIDLE, seconds),
-        interval: reader.read(KEEPINTVL, seconds),
-        count: reader.read(KEEPCNT, |text| {
+        enabled: reader
+            .read(const { KEEPALIVE.key() }, switch)
+            .unwrap_or(defaults.enabled),
+        idle: reader.read(const { KEEPIDLE.key() }, seconds),
+        interval: reader.read(const { KEEPINTVL.key() }, seconds),
+        count: reader.read(const { KEEPCNT.key() }, |text| {
             value::count(text, 1, MAX_KEEPALIVE_PROBES).ok_or(())
         }),
-        user_timeout: reader.read(KEEPALIVE_USER_TIMEOUT, |text| {
+        user_timeout: reader.read(const { KEEPALIVE_USER_TIMEOUT.key() }, |text| {
             if text.eq_ignore_ascii_case("auto") {
                 Ok(UserTimeout::Auto)
             } else {
@@ -322,27 +350,27 @@ pub fn parse<'e>(lookup: impl FnMut(&str) -> Option<&'e [u8]>) -> Parsed<'e> {
             }
         }),
         override_policy: reader
-            .read(KEEPALIVE_OVERRIDE, |text| {
+            .read(const { KEEPALIVE_OVERRIDE.key() }, |text| {
                 value::one_of(text, &Override::NAMES)
                     .and_then(|index| Override::VALUES.get(index).copied())
                     .ok_or(())
             })
             .unwrap_or(defaults.override_policy),
         log: reader
-            .read(KEEPALIVE_LOG, |text| {
+            .read(const { KEEPALIVE_LOG.key() }, |text| {
                 value::one_of(text, &LogLevel::NAMES)
                     .and_then(|index| LogLevel::VALUES.get(index).copied())
                     .ok_or(())
             })
             .unwrap_or(defaults.log),
         strict: reader
-            .read(KEEPALIVE_STRICT, switch)
+            .read(const { KEEPALIVE_STRICT.key() }, switch)
             .unwrap_or(defaults.strict),
-        ports: reader.read(KEEPALIVE_PORTS, PortList::parse),
-        nets: reader.read(KEEPALIVE_NETS, NetList::parse),
-        programs: reader.read(KEEPALIVE_PROGRAMS, ProgramList::parse),
+        ports: reader.read(const { KEEPALIVE_PORTS.key() }, PortList::parse),
+        nets: reader.read(const { KEEPALIVE_NETS.key() }, NetList::parse),
+        programs: reader.read(const { KEEPALIVE_PROGRAMS.key() }, ProgramList::parse),
         inherit: reader
-            .read(KEEPALIVE_INHERIT, switch)
+            .read(const { KEEPALIVE_INHERIT.key() }, switch)
             .unwrap_or(defaults.inherit),
     };
     Parsed {
@@ -377,7 +405,7 @@ impl<'e> IntoProblem<'e> for ListProblem<'e> {
 impl<'e, F: FnMut(&str) -> Option<&'e [u8]>> Reader<'e, F> {
     fn read<T, E: IntoProblem<'e>>(
         &mut self,
-        variable: Variable,
+        variable: Key,
         parse: impl FnOnce(&'e str) -> Result<T, E>,
     ) -> Option<T> {
         let raw = (self.lookup)(variable.name)?;

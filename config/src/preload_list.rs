@@ -21,9 +21,7 @@ pub fn without<'o>(list: &str, library: &str, out: &'o mut [u8]) -> Option<&'o s
     for entry in entries(list).filter(|entry| !names_library(entry, library)) {
         let separator: &[u8] = if length == 0 { b"" } else { b":" };
         for part in [separator, entry.as_bytes()] {
-            let end = length + part.len();
-            out.get_mut(length..end)?.copy_from_slice(part);
-            length = end;
+            length = crate::text::put(out, length, part)?;
         }
     }
     core::str::from_utf8(out.get(..length)?).ok()

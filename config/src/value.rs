@@ -57,15 +57,8 @@ pub fn count(text: &str, min: u32, max: u32) -> Option<u32> {
 
 /// on/off, 1/0, yes/no, true/false, in any case.
 pub fn switch(text: &str) -> Option<bool> {
-    const ON: [&str; 4] = ["on", "1", "yes", "true"];
-    const OFF: [&str; 4] = ["off", "0", "no", "false"];
-    if ON.iter().any(|word| text.eq_ignore_ascii_case(word)) {
-        Some(true)
-    } else if OFF.iter().any(|word| text.eq_ignore_ascii_case(word)) {
-        Some(false)
-    } else {
-        None
-    }
+    const WORDS: [&str; 8] = ["on", "1", "yes", "true", "off", "0", "no", "false"];
+    one_of(text, &WORDS).map(|index| index < 4)
 }
 
 /// One of `words`, in any case; returns its index.

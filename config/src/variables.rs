@@ -218,6 +218,34 @@ pub const KEEPALIVE_INHERIT: Variable = Variable {
     choices: &[],
 };
 
+/// What the library keeps of a variable: its name and what it accepts, for error lines. (A
+/// [`Variable`] passed around whole would link every help text into the library.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Key {
+    pub name: &'static str,
+    pub accepted: &'static str,
+}
+
+impl Variable {
+    pub const fn key(&self) -> Key {
+        Key {
+            name: self.name,
+            accepted: self.accepted,
+        }
+    }
+}
+
+/// Every variable's name, in [`VARIABLES`]' order.
+pub const NAMES: [&str; VARIABLES.len()] = {
+    let mut names = [""; VARIABLES.len()];
+    let mut index = 0;
+    while index < VARIABLES.len() {
+        names[index] = VARIABLES[index].name;
+        index += 1;
+    }
+    names
+};
+
 /// Every variable, in the order documentation lists them.
 pub const VARIABLES: [Variable; 12] = [
     KEEPALIVE,

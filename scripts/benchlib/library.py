@@ -123,7 +123,9 @@ def resident(ctx, column):
 
 
 def mapped_file(pid, path):
-    """Resident KiB of one mapped file, from /proc/PID/smaps."""
+    """Resident KiB of one mapped file's own pages, from /proc/PID/smaps: `Rss` minus
+    `Anonymous` of its mappings. A page the loader wrote (relocated data, the GOT) is a private
+    anonymous copy: it is counted once, in RssAnon, not a second time as the file's."""
     total, inside = 0, False
     with open(f"/proc/{pid}/smaps") as file:
         for line in file:
@@ -132,6 +134,8 @@ def mapped_file(pid, path):
                 inside = len(fields) > 5 and os.path.realpath(fields[5]) == path
             elif fields[0] == "Rss:" and inside:
                 total += int(fields[1])
+            elif fields[0] == "Anonymous:" and inside:
+                total -= int(fields[1])
     return total
 
 
