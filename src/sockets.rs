@@ -6,9 +6,13 @@
 //! Keyed by the socket's cookie (SO_COOKIE: the kernel's identity of it, never reused), not by
 //! descriptor number, so a record can be missing (evicted, or a socket the library never saw)
 //! but never wrong; a missing one falls back to what the kernel's values say. Direct-mapped
-//! atomics updated with compare-and-swap: no lock, no allocation, 8 KiB.
+//! atomics updated with compare-and-swap: no lock, no allocation, 8 KiB — mapped at the first
+//! record, so that a process whose configuration never needs one (the default) does not pay
+//! for the table at start (as .bss it would be a mapping of its own in every process).
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+
+use crate::sys;
 
 use keepalive_config::{Role, SocketOption};
 
@@ -18,8 +22,39 @@ const FLAG_BITS: u32 = 8;
 const ROLE_KNOWN: u64 = 1 << 6;
 const ROLE_ACCEPTED: u64 = 1 << 7;
 
-/// Each slot: cookie << 8 | flags; 0 when empty.
-static TABLE: [AtomicU64; SLOTS] = [const { AtomicU64::new(0) }; SLOTS];
+type Table = [AtomicU64; SLOTS];
+
+/// Each slot: cookie << 8 | flags; 0 when empty. Null until the first record.
+static TABLE: AtomicPtr<Table> = AtomicPtr::new(core::ptr::null_mut());
+
+/// The table, if a record was ever made.
+fn table() -> Option<&'static Table> {
+    // SAFETY: null, or a mapping of a zeroed Table (all slots empty) published below, never
+    // unmapped.
+    unsafe { TABLE.load(Ordering::Acquire).as_ref() }
+}
+
+/// The table, mapped now if it is not yet. A thread that loses the race to publish its
+/// mapping returns it.
+fn table_or_new() -> Option<&'static Table> {
+    if let Some(table) = table() {
+        return Some(table);
+    }
+    let bytes = core::mem::size_of::<Table>();
+    let fresh = sys::map_memory(bytes)?.cast::<Table>();
+    match TABLE.compare_exchange(
+        core::ptr::null_mut(),
+        fresh,
+        Ordering::AcqRel,
+        Ordering::Acquire,
+    ) {
+        Ok(_) => table(),
+        Err(_) => {
+            sys::unmap_memory(fresh.cast(), bytes);
+            table()
+        }
+    }
+}
 
 /// What is known of one socket.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -50,20 +85,20 @@ fn option_bit(option: SocketOption) -> u64 {
     1 << (option as u32)
 }
 
-fn slot(cookie: u64) -> Option<&'static AtomicU64> {
+fn slot(table: &'static Table, cookie: u64) -> Option<&'static AtomicU64> {
     // Cookies are handed out in sequence: consecutive ones land in consecutive slots.
-    TABLE.get(usize::try_from(cookie % SLOTS as u64).ok()?)
+    table.get(usize::try_from(cookie % SLOTS as u64).ok()?)
 }
 
 /// The record of `cookie`, if its slot still holds it.
 pub fn recall(cookie: u64) -> Option<Record> {
-    let entry = slot(cookie)?.load(Ordering::Acquire);
+    let entry = slot(table()?, cookie)?.load(Ordering::Acquire);
     (cookie != 0 && entry >> FLAG_BITS == cookie).then_some(Record(entry & 0xff))
 }
 
 /// Adds `flags` to the record of `cookie` (a new record replaces whatever else held the slot).
 fn add(cookie: u64, flags: u64) {
-    let Some(slot) = slot(cookie) else {
+    let Some(slot) = table_or_new().and_then(|table| slot(table, cookie)) else {
         return;
     };
     let mut current = slot.load(Ordering::Acquire);
