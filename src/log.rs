@@ -55,8 +55,7 @@ pub fn event(configured: LogLevel, level: LogLevel, message: impl FnOnce(&mut Li
 #[cold]
 #[inline(never)]
 fn event_now(message: impl FnOnce(&mut Line)) {
-    let mut line = Line::new();
-    line.put(PREFIX).put("[").number(sys::pid()).put("]: ");
+    let mut line = Line::event();
     message(&mut line);
     line.send();
 }
@@ -111,6 +110,14 @@ impl Line {
             bytes: [0; LINE_CAPACITY],
             length: 0,
         }
+    }
+
+    /// A line that starts `keepalive-preload[pid]: `.
+    #[inline(never)]
+    fn event() -> Self {
+        let mut line = Self::new();
+        line.put(PREFIX).put("[").number(sys::pid()).put("]: ");
+        line
     }
 
     /// Writes the line (with how many were dropped before it), or counts it as dropped.

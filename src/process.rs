@@ -7,7 +7,8 @@
 
 use core::ffi::{c_char, c_int, c_void};
 
-use keepalive_config::variables::NAMES;
+use keepalive_config::text::split;
+use keepalive_config::variables::{NAMES, VARIABLES};
 use keepalive_config::{LogLevel, preload_list};
 
 use crate::{log, real, sys};
@@ -64,14 +65,14 @@ fn value_of<'e>(entry: &'e [u8], name: &str) -> Option<&'e [u8]> {
 
 /// Every variable the library reads, found in one pass over the environment.
 pub struct Environment {
-    values: [Option<&'static [u8]>; NAMES.len()],
+    values: [Option<&'static [u8]>; VARIABLES.len()],
 }
 
 impl Environment {
     pub fn read() -> Self {
-        let mut values = [None; NAMES.len()];
+        let mut values = [None; VARIABLES.len()];
         for (_, entry) in entries().filter(|(_, entry)| entry.starts_with(b"KEEP")) {
-            for (slot, name) in values.iter_mut().zip(NAMES) {
+            for (slot, name) in values.iter_mut().zip(split(NAMES, b'|')) {
                 if let Some(value) = value_of(entry, name) {
                     // The first entry wins, as getenv's does.
                     slot.get_or_insert(value);
@@ -81,12 +82,9 @@ impl Environment {
         Self { values }
     }
 
-    pub fn get(&self, name: &str) -> Option<&'static [u8]> {
-        NAMES
-            .iter()
-            .zip(self.values)
-            .find(|(known, _)| **known == name)
-            .and_then(|(_, value)| value)
+    /// The value of the variable at `index` in keepalive_config's table.
+    pub fn get(&self, index: usize) -> Option<&'static [u8]> {
+        self.values.get(index).copied().flatten()
     }
 }
 

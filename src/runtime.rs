@@ -195,7 +195,7 @@ fn build() -> Option<Runtime> {
     }
     real::resolve_all();
     let environment = process::Environment::read();
-    let parsed = keepalive_config::parse(|name| environment.get(name));
+    let parsed = keepalive_config::parse_by_index(|index| environment.get(index));
     let config = parsed.config;
     if config.log >= LogLevel::Info || !parsed.errors.is_empty() {
         log::begin();

@@ -34,6 +34,7 @@ pub use options::{
 };
 pub use parse::{
     Config, ConfigError, Errors, LogLevel, Parsed, Problem, Summary, UserTimeout, parse,
+    parse_by_index,
 };
 pub use target::{Decision, Role, Targeting};
 pub use text::{Elided, Quoted};

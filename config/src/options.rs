@@ -197,15 +197,12 @@ pub enum Override {
 }
 
 impl Override {
-    pub const NAMES: [&'static str; 3] = ["no", "yes", "tighten"];
+    /// The values' names, in [`Override::VALUES`]' order.
+    pub const WORDS: &'static str = "no|yes|tighten";
     pub const VALUES: [Self; 3] = [Self::No, Self::Yes, Self::Tighten];
 
     pub fn name(self) -> &'static str {
-        match self {
-            Self::No => "no",
-            Self::Yes => "yes",
-            Self::Tighten => "tighten",
-        }
+        crate::value::word(Self::WORDS, self as usize)
     }
 
     /// The program asked for `asked` (a value the kernel accepts) where `configured` is ours:

@@ -25,16 +25,12 @@ pub enum LogLevel {
 }
 
 impl LogLevel {
-    pub const NAMES: [&'static str; 4] = ["off", "error", "info", "debug"];
+    /// The levels' names, in [`LogLevel::VALUES`]' order.
+    pub const WORDS: &'static str = "off|error|info|debug";
     pub const VALUES: [Self; 4] = [Self::Off, Self::Error, Self::Info, Self::Debug];
 
     pub fn name(self) -> &'static str {
-        match self {
-            Self::Off => "off",
-            Self::Error => "error",
-            Self::Info => "info",
-            Self::Debug => "debug",
-        }
+        value::word(Self::WORDS, self as usize)
     }
 }
 
@@ -323,7 +319,13 @@ pub struct Parsed<'e> {
 }
 
 /// Reads every variable through `lookup` (the raw bytes of its value, if set) and parses it.
-pub fn parse<'e>(lookup: impl FnMut(&str) -> Option<&'e [u8]>) -> Parsed<'e> {
+pub fn parse<'e>(mut lookup: impl FnMut(&str) -> Option<&'e [u8]>) -> Parsed<'e> {
+    parse_by_index(|index| lookup(Key(index).name()))
+}
+
+/// [`parse`] with the variables looked up by their index in [`VARIABLES`] (the library reads
+/// them all in one pass over the environment, in that order).
+pub fn parse_by_index<'e>(lookup: impl FnMut(usize) -> Option<&'e [u8]>) -> Parsed<'e> {
     let mut reader = Reader {
         lookup,
         errors: Errors::NONE,
@@ -333,14 +335,14 @@ pub fn parse<'e>(lookup: impl FnMut(&str) -> Option<&'e [u8]>) -> Parsed<'e> {
     let switch = |text: &str| value::switch(text).ok_or(());
     let config = Config {
         enabled: reader
-            .read(const { KEEPALIVE.key() }, switch)
+            .read(const { Key::of(&KEEPALIVE) }, switch)
             .unwrap_or(defaults.enabled),
-        idle: reader.read(const { KEEPIDLE.key() }, seconds),
-        interval: reader.read(const { KEEPINTVL.key() }, seconds),
-        count: reader.read(const { KEEPCNT.key() }, |text| {
+        idle: reader.read(const { Key::of(&KEEPIDLE) }, seconds),
+        interval: reader.read(const { Key::of(&KEEPINTVL) }, seconds),
+        count: reader.read(const { Key::of(&KEEPCNT) }, |text| {
             value::count(text, 1, MAX_KEEPALIVE_PROBES).ok_or(())
         }),
-        user_timeout: reader.read(const { KEEPALIVE_USER_TIMEOUT.key() }, |text| {
+        user_timeout: reader.read(const { Key::of(&KEEPALIVE_USER_TIMEOUT) }, |text| {
             if text.eq_ignore_ascii_case("auto") {
                 Ok(UserTimeout::Auto)
             } else {
@@ -350,27 +352,27 @@ pub fn parse<'e>(lookup: impl FnMut(&str) -> Option<&'e [u8]>) -> Parsed<'e> {
             }
         }),
         override_policy: reader
-            .read(const { KEEPALIVE_OVERRIDE.key() }, |text| {
-                value::one_of(text, &Override::NAMES)
+            .read(const { Key::of(&KEEPALIVE_OVERRIDE) }, |text| {
+                value::one_of(text, Override::WORDS)
                     .and_then(|index| Override::VALUES.get(index).copied())
                     .ok_or(())
             })
             .unwrap_or(defaults.override_policy),
         log: reader
-            .read(const { KEEPALIVE_LOG.key() }, |text| {
-                value::one_of(text, &LogLevel::NAMES)
+            .read(const { Key::of(&KEEPALIVE_LOG) }, |text| {
+                value::one_of(text, LogLevel::WORDS)
                     .and_then(|index| LogLevel::VALUES.get(index).copied())
                     .ok_or(())
             })
             .unwrap_or(defaults.log),
         strict: reader
-            .read(const { KEEPALIVE_STRICT.key() }, switch)
+            .read(const { Key::of(&KEEPALIVE_STRICT) }, switch)
             .unwrap_or(defaults.strict),
-        ports: reader.read(const { KEEPALIVE_PORTS.key() }, PortList::parse),
-        nets: reader.read(const { KEEPALIVE_NETS.key() }, NetList::parse),
-        programs: reader.read(const { KEEPALIVE_PROGRAMS.key() }, ProgramList::parse),
+        ports: reader.read(const { Key::of(&KEEPALIVE_PORTS) }, PortList::parse),
+        nets: reader.read(const { Key::of(&KEEPALIVE_NETS) }, NetList::parse),
+        programs: reader.read(const { Key::of(&KEEPALIVE_PROGRAMS) }, ProgramList::parse),
         inherit: reader
-            .read(const { KEEPALIVE_INHERIT.key() }, switch)
+            .read(const { Key::of(&KEEPALIVE_INHERIT) }, switch)
             .unwrap_or(defaults.inherit),
     };
     Parsed {
@@ -402,27 +404,43 @@ impl<'e> IntoProblem<'e> for ListProblem<'e> {
     }
 }
 
-impl<'e, F: FnMut(&str) -> Option<&'e [u8]>> Reader<'e, F> {
+impl<'e, F: FnMut(usize) -> Option<&'e [u8]>> Reader<'e, F> {
+    /// `parse` applied to the variable's value, if it is set; a value it refuses is an error.
+    /// (The work around `parse` is in two functions of their own: one copy, whatever `T`.)
     fn read<T, E: IntoProblem<'e>>(
         &mut self,
         variable: Key,
         parse: impl FnOnce(&'e str) -> Result<T, E>,
     ) -> Option<T> {
-        let raw = (self.lookup)(variable.name)?;
-        let problem = match core::str::from_utf8(raw) {
-            Ok(text) => match parse(text) {
-                Ok(parsed) => return Some(parsed),
-                Err(problem) => problem.into_problem(),
-            },
-            Err(_) => Problem::NotUtf8,
-        };
+        let text = self.text(variable)?;
+        match parse(text) {
+            Ok(parsed) => Some(parsed),
+            Err(problem) => {
+                self.reject(variable, text.as_bytes(), problem.into_problem());
+                None
+            }
+        }
+    }
+
+    /// The variable's value, if it is set and UTF-8 (if not, that is an error).
+    #[inline(never)]
+    fn text(&mut self, variable: Key) -> Option<&'e str> {
+        let raw = (self.lookup)(variable.0)?;
+        let text = core::str::from_utf8(raw).ok();
+        if text.is_none() {
+            self.reject(variable, raw, Problem::NotUtf8);
+        }
+        text
+    }
+
+    #[inline(never)]
+    fn reject(&mut self, variable: Key, value: &'e [u8], problem: Problem<'e>) {
         self.errors.push(ConfigError {
-            variable: variable.name,
-            accepted: variable.accepted,
-            value: raw,
+            variable: variable.name(),
+            accepted: variable.accepted(),
+            value,
             problem,
         });
-        None
     }
 }
 

@@ -1,6 +1,8 @@
 //! Parsers for one value each. Every function is total: `Some` for an accepted value, `None`
 //! for anything else (the caller names the variable and what is accepted).
 
+use crate::text::split;
+
 /// A string of ASCII digits only: no sign, no space, no `0x`, no exponent. Rejects overflow.
 fn whole_number(text: &str) -> Option<u64> {
     if text.is_empty() || text.len() > 19 || !text.bytes().all(|b| b.is_ascii_digit()) {
@@ -57,15 +59,19 @@ pub fn count(text: &str, min: u32, max: u32) -> Option<u32> {
 
 /// on/off, 1/0, yes/no, true/false, in any case.
 pub fn switch(text: &str) -> Option<bool> {
-    const WORDS: [&str; 8] = ["on", "1", "yes", "true", "off", "0", "no", "false"];
-    one_of(text, &WORDS).map(|index| index < 4)
+    one_of(text, "on|1|yes|true|off|0|no|false").map(|index| index < 4)
 }
 
-/// One of `words`, in any case; returns its index.
-pub fn one_of(text: &str, words: &[&str]) -> Option<usize> {
-    words
-        .iter()
-        .position(|word| text.eq_ignore_ascii_case(word))
+/// One of `words` (separated by `|`), in any case; returns its index. (Word lists are one
+/// string each, not arrays of strings: an array is a pointer per word for ld.so to relocate
+/// in every process the library loads into.)
+pub fn one_of(text: &str, words: &str) -> Option<usize> {
+    split(words, b'|').position(|word| text.eq_ignore_ascii_case(word))
+}
+
+/// Word `index` of `words` (separated by `|`); empty past the last.
+pub fn word(words: &'static str, index: usize) -> &'static str {
+    split(words, b'|').nth(index).unwrap_or("")
 }
 
 #[cfg(test)]

@@ -218,32 +218,100 @@ pub const KEEPALIVE_INHERIT: Variable = Variable {
     choices: &[],
 };
 
-/// What the library keeps of a variable: its name and what it accepts, for error lines. (A
-/// [`Variable`] passed around whole would link every help text into the library.)
+/// A variable as the parser knows it: its place in [`VARIABLES`], which indexes [`NAMES`] and
+/// [`ACCEPTED`] — what the library keeps of the table. (A [`Variable`] passed around whole
+/// would link every help text into the library.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Key {
-    pub name: &'static str,
-    pub accepted: &'static str,
-}
+pub struct Key(pub usize);
 
-impl Variable {
-    pub const fn key(&self) -> Key {
-        Key {
-            name: self.name,
-            accepted: self.accepted,
+impl Key {
+    /// The key of `variable`, a row of [`VARIABLES`] (at compile time).
+    pub const fn of(variable: &Variable) -> Self {
+        let mut index = 0;
+        while index < VARIABLES.len() {
+            if same(VARIABLES[index].name, variable.name) {
+                return Self(index);
+            }
+            index += 1;
         }
+        panic!("not a row of VARIABLES");
+    }
+
+    pub fn name(self) -> &'static str {
+        crate::value::word(NAMES, self.0)
+    }
+
+    pub fn accepted(self) -> &'static str {
+        crate::value::word(ACCEPTED, self.0)
     }
 }
 
-/// Every variable's name, in [`VARIABLES`]' order.
-pub const NAMES: [&str; VARIABLES.len()] = {
-    let mut names = [""; VARIABLES.len()];
+const fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
     let mut index = 0;
-    while index < VARIABLES.len() {
-        names[index] = VARIABLES[index].name;
+    while index < a.len() {
+        if a[index] != b[index] {
+            return false;
+        }
         index += 1;
     }
-    names
+    true
+}
+
+/// One field of every row, joined by `|` (the fields never hold one) — one string for the
+/// library, not an array of strings: an array is a pointer per row for ld.so to relocate in
+/// every process the library loads into.
+const fn field(variable: &Variable, accepted: bool) -> &'static str {
+    if accepted {
+        variable.accepted
+    } else {
+        variable.name
+    }
+}
+
+const fn joined_length(accepted: bool) -> usize {
+    let mut length = 0;
+    let mut index = 0;
+    while index < VARIABLES.len() {
+        length += field(&VARIABLES[index], accepted).len() + 1;
+        index += 1;
+    }
+    length - 1
+}
+
+const fn joined<const LENGTH: usize>(accepted: bool) -> [u8; LENGTH] {
+    let mut out = [b'|'; LENGTH];
+    let (mut at, mut index) = (0, 0);
+    while index < VARIABLES.len() {
+        let bytes = field(&VARIABLES[index], accepted).as_bytes();
+        let mut byte = 0;
+        while byte < bytes.len() {
+            out[at] = bytes[byte];
+            at += 1;
+            byte += 1;
+        }
+        at += 1;
+        index += 1;
+    }
+    out
+}
+
+const NAME_BYTES: [u8; joined_length(false)] = joined(false);
+const ACCEPTED_BYTES: [u8; joined_length(true)] = joined(true);
+
+/// Every variable's name, in [`VARIABLES`]' order, separated by `|`.
+pub const NAMES: &str = match core::str::from_utf8(&NAME_BYTES) {
+    Ok(text) => text,
+    Err(_) => panic!("names are UTF-8"),
+};
+
+/// What each variable accepts, in [`VARIABLES`]' order, separated by `|`.
+pub const ACCEPTED: &str = match core::str::from_utf8(&ACCEPTED_BYTES) {
+    Ok(text) => text,
+    Err(_) => panic!("accepted forms are UTF-8"),
 };
 
 /// Every variable, in the order documentation lists them.
@@ -354,6 +422,17 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn keys_give_each_row_its_name_and_accepted_form() {
+        for (index, variable) in VARIABLES.iter().enumerate() {
+            let key = Key::of(variable);
+            assert_eq!(key, Key(index));
+            assert_eq!(key.name(), variable.name);
+            assert_eq!(key.accepted(), variable.accepted);
+        }
+        assert_eq!(Key(VARIABLES.len()).name(), "");
     }
 
     #[test]
