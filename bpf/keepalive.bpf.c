@@ -228,28 +228,34 @@ int kp_setsockopt(struct bpf_sockopt *ctx)
 	void *optval_end = (void *)(long)ctx->optval_end;
 	struct kp_policy *p;
 	struct kp_sock *seen;
-	int index = -1, asked, chosen, targeted;
+	int index = -1, asked, value, targeted, replaced, remember;
 
 	p = policy();
-	if (!p || !sk || ctx->optlen > SOCKOPT_PAGE)
+	if (!p || !sk)
 		goto pass;
-	if ((sk->family != AF_INET && sk->family != AF_INET6) || sk->type != SOCK_STREAM ||
-	    sk->protocol != IPPROTO_TCP)
-		goto pass;
+	/* The option first: most calls a program makes are of other options. */
 #pragma clang loop unroll(full)
 	for (int i = 0; i < KP_OPTIONS; i++) {
 		if (p->options[i].configured && p->options[i].level == level &&
 		    p->options[i].name == name)
 			index = i;
 	}
-	if (index < 0 || index >= KP_OPTIONS)
+	if (index < 0 || index >= KP_OPTIONS || ctx->optlen > SOCKOPT_PAGE)
+		goto pass;
+	if ((sk->family != AF_INET && sk->family != AF_INET6) || sk->type != SOCK_STREAM ||
+	    sk->protocol != IPPROTO_TCP)
 		goto pass;
 	if (optval + sizeof(int) > optval_end)
 		goto pass; /* shorter than an int: the kernel says EINVAL, as without us */
 	asked = *(int *)optval;
 	if (asked < p->options[index].min || asked > p->options[index].max)
 		goto pass; /* the kernel rejects it: the call fails exactly as without us */
-	seen = bpf_sk_storage_get(&kp_storage, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	/* What the program asked for is remembered for kp_sockops, which follows the override
+	 * policy for it at connect, listen or accept, and the judgement read back. Under `yes`
+	 * without filters neither matters: every socket is targeted and kp_sockops sets the
+	 * configured values whatever the program asked for. */
+	remember = p->override != KP_OVERRIDE_YES || p->has_ports || p->has_nets;
+	seen = remember ? bpf_sk_storage_get(&kp_storage, sk, 0, BPF_SK_STORAGE_GET_F_CREATE) : 0;
 	if (seen) {
 		seen->asked_mask |= 1u << index;
 		seen->asked[index] = asked;
@@ -261,18 +267,27 @@ int kp_setsockopt(struct bpf_sockopt *ctx)
 			 * the policy for the value remembered here. */
 			targeted = !p->has_ports && !p->has_nets;
 	} else {
-		count(KP_COUNT_ERRORS);
+		if (remember)
+			count(KP_COUNT_ERRORS);
 		targeted = !p->has_ports && !p->has_nets;
 	}
-	if (!targeted)
-		goto pass;
-	if (replace(p->override, p->options[index].tighter, asked, p->options[index].value,
-		    &chosen)) {
-		*(int *)optval = chosen;
-		count(KP_COUNT_REPLACED);
+	value = asked;
+	replaced = targeted && replace(p->override, p->options[index].tighter, asked,
+				       p->options[index].value, &value);
+	if (targeted)
+		count(replaced ? KP_COUNT_REPLACED : KP_COUNT_KEPT);
+	/* Set here, under the socket lock the hook already holds, through the kernel's own
+	 * handler (do_tcp_setsockopt, sk_setsockopt), and the kernel's second pass skipped
+	 * (optlen -1: the call returns 0): no kernel copy of the buffer, no second lock. */
+	if (!bpf_setsockopt(sk, level, name, &value, sizeof(value))) {
+		ctx->optlen = -1;
+		return 1;
+	}
+	/* Refused here (it should not be): the kernel's handler decides, as without us. */
+	if (replaced) {
+		*(int *)optval = value;
 		return 1; /* optlen unchanged: the kernel applies the buffer we rewrote */
 	}
-	count(KP_COUNT_KEPT);
 pass:
 	/* 0: the kernel uses the program's own buffer and length, untouched. */
 	ctx->optlen = 0;
