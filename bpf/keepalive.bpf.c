@@ -138,6 +138,26 @@ static __always_inline __u32 decide(const struct kp_policy *p, __u32 role, __u32
 	return KP_TARGETED;
 }
 
+/* One configured option of a targeted socket, as the override policy says. */
+static __always_inline void set_option(struct bpf_sock_ops *ctx, const struct kp_policy *p,
+				       const struct kp_sock *seen, __u32 asked_mask, int i)
+{
+	const struct kp_option *option = &p->options[i];
+	int value = option->value;
+
+	if (!option->configured)
+		return;
+	if (seen && ((asked_mask >> i) & 1)) {
+		/* Set by the program before we judged the socket (or on its listener). */
+		if (!replace(p->override, option->tighter, seen->asked[i], option->value, &value)) {
+			count(KP_COUNT_KEPT);
+			return;
+		}
+	}
+	if (bpf_setsockopt(ctx, option->level, option->name, &value, sizeof(value)))
+		count(KP_COUNT_ERRORS);
+}
+
 SEC("sockops")
 int kp_sockops(struct bpf_sock_ops *ctx)
 {
@@ -169,14 +189,20 @@ int kp_sockops(struct bpf_sock_ops *ctx)
 		return 1;
 	/* The socket's memory: what the program set before (made by kp_setsockopt, or cloned
 	 * from the listener). Under a filter the judgement is kept there too, for the program's
-	 * later setsockopt; without one every socket is targeted and nothing needs keeping. */
+	 * later setsockopt; without one every socket is targeted and nothing needs keeping, and
+	 * under `yes` without one what the program asked for changes nothing: no look-up. */
 	filtered = p->has_ports || p->has_nets;
-	seen = bpf_sk_storage_get(&kp_storage, sk, 0, filtered ? BPF_SK_STORAGE_GET_F_CREATE : 0);
+	seen = 0;
+	if (filtered || p->override != KP_OVERRIDE_YES)
+		seen = bpf_sk_storage_get(&kp_storage, sk, 0,
+					  filtered ? BPF_SK_STORAGE_GET_F_CREATE : 0);
 	if (filtered && !seen) {
 		count(KP_COUNT_ERRORS);
 		return 1;
 	}
-	if (family == AF_INET) {
+	if (!p->has_nets) {
+		/* decide() reads no address */
+	} else if (family == AF_INET) {
 		ip4 = ctx->remote_ip4;
 	} else {
 		ip6[0] = ctx->remote_ip6[0];
@@ -196,23 +222,14 @@ int kp_sockops(struct bpf_sock_ops *ctx)
 		return 1;
 	}
 	asked_mask = seen ? seen->asked_mask : 0;
+	/* The timings first, the on/off switch (SO_KEEPALIVE) last: turned on, it arms the
+	 * keepalive timer once with the timings in place; before it, TCP_KEEPIDLE would re-arm it. */
 #pragma clang loop unroll(full)
-	for (int i = 0; i < KP_OPTIONS; i++) {
-		const struct kp_option *option = &p->options[i];
-		int value = option->value;
-
-		if (!option->configured)
-			continue;
-		if (seen && ((asked_mask >> i) & 1)) {
-			/* Set by the program before we judged the socket (or on its listener). */
-			if (!replace(p->override, option->tighter, seen->asked[i], option->value,
-				     &value)) {
-				count(KP_COUNT_KEPT);
-				continue;
-			}
-		}
-		if (bpf_setsockopt(ctx, option->level, option->name, &value, sizeof(value)))
-			count(KP_COUNT_ERRORS);
+	for (int pass = 0; pass < 2; pass++) {
+#pragma clang loop unroll(full)
+		for (int i = 0; i < KP_OPTIONS; i++)
+			if ((p->options[i].tighter == KP_TIGHTER_EITHER_ON) == pass)
+				set_option(ctx, p, seen, asked_mask, i);
 	}
 	count(role == KP_ROLE_CONNECTING ? KP_COUNT_ACTIVE :
 	      role == KP_ROLE_ACCEPTED ? KP_COUNT_PASSIVE : KP_COUNT_LISTENING);
