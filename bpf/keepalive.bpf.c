@@ -21,7 +21,10 @@
 //   kp_setsockopt  (cgroup/setsockopt): the program's own setsockopt of one of the configured
 //                  options on a TCP socket. A value the kernel rejects passes through untouched
 //                  (the call fails exactly as without the policy); a valid one is remembered and,
-//                  on a targeted socket, replaced in place as the override policy says.
+//                  on a targeted socket, replaced as the override policy says. The program sets
+//                  the resulting value itself (bpf_setsockopt, under the socket lock the hook
+//                  holds) and tells the kernel to skip its own handler: what costs is the hook
+//                  (copy, lock), not a second pass through the kernel with a kmalloc'd buffer.
 
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
