@@ -21,7 +21,10 @@
 //   kp_setsockopt  (cgroup/setsockopt): the program's own setsockopt of one of the configured
 //                  options on a TCP socket. A value the kernel rejects passes through untouched
 //                  (the call fails exactly as without the policy); a valid one is remembered and,
-//                  on a targeted socket, replaced in place as the override policy says.
+//                  on a targeted socket, replaced as the override policy says. The program sets
+//                  the resulting value itself (bpf_setsockopt, under the socket lock the hook
+//                  holds) and tells the kernel to skip its own handler: what costs is the hook
+//                  (copy, lock), not a second pass through the kernel with a kmalloc'd buffer.
 
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -138,6 +141,26 @@ static __always_inline __u32 decide(const struct kp_policy *p, __u32 role, __u32
 	return KP_TARGETED;
 }
 
+/* One configured option of a targeted socket, as the override policy says. */
+static __always_inline void set_option(struct bpf_sock_ops *ctx, const struct kp_policy *p,
+				       const struct kp_sock *seen, __u32 asked_mask, int i)
+{
+	const struct kp_option *option = &p->options[i];
+	int value = option->value;
+
+	if (!option->configured)
+		return;
+	if (seen && ((asked_mask >> i) & 1)) {
+		/* Set by the program before we judged the socket (or on its listener). */
+		if (!replace(p->override, option->tighter, seen->asked[i], option->value, &value)) {
+			count(KP_COUNT_KEPT);
+			return;
+		}
+	}
+	if (bpf_setsockopt(ctx, option->level, option->name, &value, sizeof(value)))
+		count(KP_COUNT_ERRORS);
+}
+
 SEC("sockops")
 int kp_sockops(struct bpf_sock_ops *ctx)
 {
@@ -169,14 +192,20 @@ int kp_sockops(struct bpf_sock_ops *ctx)
 		return 1;
 	/* The socket's memory: what the program set before (made by kp_setsockopt, or cloned
 	 * from the listener). Under a filter the judgement is kept there too, for the program's
-	 * later setsockopt; without one every socket is targeted and nothing needs keeping. */
+	 * later setsockopt; without one every socket is targeted and nothing needs keeping, and
+	 * under `yes` without one what the program asked for changes nothing: no look-up. */
 	filtered = p->has_ports || p->has_nets;
-	seen = bpf_sk_storage_get(&kp_storage, sk, 0, filtered ? BPF_SK_STORAGE_GET_F_CREATE : 0);
+	seen = 0;
+	if (filtered || p->override != KP_OVERRIDE_YES)
+		seen = bpf_sk_storage_get(&kp_storage, sk, 0,
+					  filtered ? BPF_SK_STORAGE_GET_F_CREATE : 0);
 	if (filtered && !seen) {
 		count(KP_COUNT_ERRORS);
 		return 1;
 	}
-	if (family == AF_INET) {
+	if (!p->has_nets) {
+		/* decide() reads no address */
+	} else if (family == AF_INET) {
 		ip4 = ctx->remote_ip4;
 	} else {
 		ip6[0] = ctx->remote_ip6[0];
@@ -196,23 +225,14 @@ int kp_sockops(struct bpf_sock_ops *ctx)
 		return 1;
 	}
 	asked_mask = seen ? seen->asked_mask : 0;
+	/* The timings first, the on/off switch (SO_KEEPALIVE) last: turned on, it arms the
+	 * keepalive timer once with the timings in place; before it, TCP_KEEPIDLE would re-arm it. */
 #pragma clang loop unroll(full)
-	for (int i = 0; i < KP_OPTIONS; i++) {
-		const struct kp_option *option = &p->options[i];
-		int value = option->value;
-
-		if (!option->configured)
-			continue;
-		if (seen && ((asked_mask >> i) & 1)) {
-			/* Set by the program before we judged the socket (or on its listener). */
-			if (!replace(p->override, option->tighter, seen->asked[i], option->value,
-				     &value)) {
-				count(KP_COUNT_KEPT);
-				continue;
-			}
-		}
-		if (bpf_setsockopt(ctx, option->level, option->name, &value, sizeof(value)))
-			count(KP_COUNT_ERRORS);
+	for (int pass = 0; pass < 2; pass++) {
+#pragma clang loop unroll(full)
+		for (int i = 0; i < KP_OPTIONS; i++)
+			if ((p->options[i].tighter == KP_TIGHTER_EITHER_ON) == pass)
+				set_option(ctx, p, seen, asked_mask, i);
 	}
 	count(role == KP_ROLE_CONNECTING ? KP_COUNT_ACTIVE :
 	      role == KP_ROLE_ACCEPTED ? KP_COUNT_PASSIVE : KP_COUNT_LISTENING);
@@ -228,28 +248,34 @@ int kp_setsockopt(struct bpf_sockopt *ctx)
 	void *optval_end = (void *)(long)ctx->optval_end;
 	struct kp_policy *p;
 	struct kp_sock *seen;
-	int index = -1, asked, chosen, targeted;
+	int index = -1, asked, value, targeted, replaced, remember;
 
 	p = policy();
-	if (!p || !sk || ctx->optlen > SOCKOPT_PAGE)
+	if (!p || !sk)
 		goto pass;
-	if ((sk->family != AF_INET && sk->family != AF_INET6) || sk->type != SOCK_STREAM ||
-	    sk->protocol != IPPROTO_TCP)
-		goto pass;
+	/* The option first: most calls a program makes are of other options. */
 #pragma clang loop unroll(full)
 	for (int i = 0; i < KP_OPTIONS; i++) {
 		if (p->options[i].configured && p->options[i].level == level &&
 		    p->options[i].name == name)
 			index = i;
 	}
-	if (index < 0 || index >= KP_OPTIONS)
+	if (index < 0 || index >= KP_OPTIONS || ctx->optlen > SOCKOPT_PAGE)
+		goto pass;
+	if ((sk->family != AF_INET && sk->family != AF_INET6) || sk->type != SOCK_STREAM ||
+	    sk->protocol != IPPROTO_TCP)
 		goto pass;
 	if (optval + sizeof(int) > optval_end)
 		goto pass; /* shorter than an int: the kernel says EINVAL, as without us */
 	asked = *(int *)optval;
 	if (asked < p->options[index].min || asked > p->options[index].max)
 		goto pass; /* the kernel rejects it: the call fails exactly as without us */
-	seen = bpf_sk_storage_get(&kp_storage, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	/* What the program asked for is remembered for kp_sockops, which follows the override
+	 * policy for it at connect, listen or accept, and the judgement read back. Under `yes`
+	 * without filters neither matters: every socket is targeted and kp_sockops sets the
+	 * configured values whatever the program asked for. */
+	remember = p->override != KP_OVERRIDE_YES || p->has_ports || p->has_nets;
+	seen = remember ? bpf_sk_storage_get(&kp_storage, sk, 0, BPF_SK_STORAGE_GET_F_CREATE) : 0;
 	if (seen) {
 		seen->asked_mask |= 1u << index;
 		seen->asked[index] = asked;
@@ -261,18 +287,27 @@ int kp_setsockopt(struct bpf_sockopt *ctx)
 			 * the policy for the value remembered here. */
 			targeted = !p->has_ports && !p->has_nets;
 	} else {
-		count(KP_COUNT_ERRORS);
+		if (remember)
+			count(KP_COUNT_ERRORS);
 		targeted = !p->has_ports && !p->has_nets;
 	}
-	if (!targeted)
-		goto pass;
-	if (replace(p->override, p->options[index].tighter, asked, p->options[index].value,
-		    &chosen)) {
-		*(int *)optval = chosen;
-		count(KP_COUNT_REPLACED);
+	value = asked;
+	replaced = targeted && replace(p->override, p->options[index].tighter, asked,
+				       p->options[index].value, &value);
+	if (targeted)
+		count(replaced ? KP_COUNT_REPLACED : KP_COUNT_KEPT);
+	/* Set here, under the socket lock the hook already holds, through the kernel's own
+	 * handler (do_tcp_setsockopt, sk_setsockopt), and the kernel's second pass skipped
+	 * (optlen -1: the call returns 0): no kernel copy of the buffer, no second lock. */
+	if (!bpf_setsockopt(sk, level, name, &value, sizeof(value))) {
+		ctx->optlen = -1;
+		return 1;
+	}
+	/* Refused here (it should not be): the kernel's handler decides, as without us. */
+	if (replaced) {
+		*(int *)optval = value;
 		return 1; /* optlen unchanged: the kernel applies the buffer we rewrote */
 	}
-	count(KP_COUNT_KEPT);
 pass:
 	/* 0: the kernel uses the program's own buffer and length, untouched. */
 	ctx->optlen = 0;
