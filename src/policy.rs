@@ -11,7 +11,7 @@
 
 use core::ffi::c_int;
 use core::net::SocketAddr;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use keepalive_config::{Decision, LogLevel, Override, Role, ShownAddress, SocketOption};
 
@@ -255,44 +255,56 @@ fn settle(runtime: &Runtime, fd: c_int, decision: Decision, record: Option<Recor
     );
 }
 
-/// Which of the program's setsockopt calls can need work, by level and name: bit `name` for
-/// SOL_SOCKET, bit 32 + `name` for IPPROTO_TCP. All set until the library is loaded (then any
-/// of our options can: the load may be under way); then the options `Runtime::watches`.
-static WATCHED: AtomicU64 = AtomicU64::new(u64::MAX);
+/// Which of the program's setsockopt calls can need work: bit `name` of the word of `level`
+/// (SOL_SOCKET and IPPROTO_TCP; every other level is never ours). All set until the library
+/// is loaded (then any of our options can: the load may be under way); then the options
+/// `Runtime::watches`.
+static WATCHED: [AtomicU32; 8] = {
+    let mut levels = [const { AtomicU32::new(0) }; 8];
+    levels[libc::SOL_SOCKET as usize] = AtomicU32::new(u32::MAX);
+    levels[libc::IPPROTO_TCP as usize] = AtomicU32::new(u32::MAX);
+    levels
+};
 
 /// Whether the program's setsockopt of (`level`, `name`) can need work, judged before the call
 /// from the arguments alone: most options (TCP_NODELAY, ...) need none, and under the default
 /// policy ours need none either, so the hook is then a jump to the real function.
 #[inline(always)]
 pub fn may_watch_setsockopt(level: c_int, name: c_int) -> bool {
-    let base = match level {
-        libc::SOL_SOCKET => 0,
-        libc::IPPROTO_TCP => 32,
-        _ => return false,
+    // A negative level or name becomes a large one: not ours.
+    let Some(watched) = WATCHED.get(level as u32 as usize) else {
+        return false;
     };
-    // A negative name becomes a large one: not ours.
     let name = name as u32;
-    name < 32 && (WATCHED.load(Ordering::Relaxed) >> (base + name)) & 1 != 0
+    name < 32 && (watched.load(Ordering::Relaxed) >> name) & 1 != 0
 }
 
 /// Narrows `WATCHED` to what the (now loaded) runtime watches, once.
 fn publish_watched(runtime: &Runtime) {
-    if WATCHED.load(Ordering::Relaxed) != u64::MAX {
+    let words = (
+        WATCHED.get(libc::SOL_SOCKET as usize),
+        WATCHED.get(libc::IPPROTO_TCP as usize),
+    );
+    let (Some(socket), Some(tcp)) = words else {
+        return;
+    };
+    if tcp.load(Ordering::Relaxed) != u32::MAX {
         return;
     }
-    let mut watched = 0u64;
+    let (mut socket_watched, mut tcp_watched) = (0u32, 0u32);
     for option in SocketOption::ALL {
-        let base = if option.level() == libc::IPPROTO_TCP {
-            32
+        let word = if option.level() == libc::IPPROTO_TCP {
+            &mut tcp_watched
         } else {
-            0
+            &mut socket_watched
         };
         if runtime.watches(option) {
-            let bit = option.name().unsigned_abs().saturating_add(base);
-            watched |= 1u64.checked_shl(bit).unwrap_or(0);
+            *word |= 1u32.checked_shl(option.name().unsigned_abs()).unwrap_or(0);
         }
     }
-    WATCHED.store(watched, Ordering::Relaxed);
+    socket.store(socket_watched, Ordering::Relaxed);
+    // Last: it tells that the words are published.
+    tcp.store(tcp_watched, Ordering::Relaxed);
 }
 
 /// After a setsockopt of another option that `may_watch_setsockopt` let through because the
