@@ -1,7 +1,7 @@
-//! The exported hooks. Each calls the real function exactly once, first, and returns exactly
-//! what it returned with the errno it set; the library's work comes after, only once the
-//! kernel has accepted the call, and never reads the program's memory: what it needs to know
-//! (addresses, values) it asks the kernel.
+//! The exported hooks. Each calls the real function exactly once, first (before it, at most a
+//! look at the argument values), and returns exactly what it returned with the errno it set;
+//! the library's work comes after, only once the kernel has accepted the call, and never reads
+//! the program's memory: what it needs to know (addresses, values) it asks the kernel.
 //! (Its own system calls are raw and leave errno alone.)
 
 use core::ffi::{c_int, c_void};
@@ -102,15 +102,39 @@ pub unsafe extern "C" fn setsockopt(
     value: *const c_void,
     length: socklen_t,
 ) -> c_int {
+    // Judged from the arguments (values, not memory) before the call: most options (and under
+    // the default policy ours too) need nothing after it, and then the hook is only a jump to
+    // the real function; the rest goes on in a function of its own.
+    if policy::may_watch_setsockopt(level, name) {
+        // SAFETY: the program's own call, forwarded unchanged.
+        return unsafe { setsockopt_watched(fd, level, name, value, length) };
+    }
+    // SAFETY: the program's own call, forwarded unchanged.
+    unsafe { real::setsockopt()(fd, level, name, value, length) }
+}
+
+/// A setsockopt that may need work after the real call.
+///
+/// # Safety
+/// The C `setsockopt` contract.
+#[inline(never)]
+unsafe extern "C" fn setsockopt_watched(
+    fd: c_int,
+    level: c_int,
+    name: c_int,
+    value: *const c_void,
+    length: socklen_t,
+) -> c_int {
     // SAFETY: the program's own call, forwarded unchanged.
     let result = unsafe { real::setsockopt()(fd, level, name, value, length) };
-    if result == 0
-        && let Some(option) = SocketOption::from_level_and_name(level, name)
-        && policy::watches_setsockopt(option)
-    {
-        // What the program asked for is read back from the kernel, not from `value`: the
-        // library never touches the program's memory, even after the kernel accepted it.
-        policy::after_setsockopt(fd, option);
+    if result == 0 {
+        match SocketOption::from_level_and_name(level, name) {
+            // What the program asked for is read back from the kernel, not from `value`: the
+            // library never touches the program's memory, even after the kernel accepted it.
+            Some(option) => policy::after_setsockopt(fd, option),
+            // Not ours: only here because the library was not loaded when last asked.
+            None => policy::loaded_since(),
+        }
     }
     result
 }

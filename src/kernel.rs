@@ -19,7 +19,8 @@ static IDLE: AtomicU32 = AtomicU32::new(0);
 static INTERVAL: AtomicU32 = AtomicU32::new(0);
 static COUNT: AtomicU32 = AtomicU32::new(0);
 
-fn known() -> Option<KernelDefaults> {
+/// The timings once learnt.
+pub fn known() -> Option<KernelDefaults> {
     let defaults = KernelDefaults {
         idle: IDLE.load(Ordering::Relaxed),
         interval: INTERVAL.load(Ordering::Relaxed),

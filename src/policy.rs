@@ -11,6 +11,7 @@
 
 use core::ffi::c_int;
 use core::net::SocketAddr;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use keepalive_config::show::{Out, Show, signed};
 use keepalive_config::{Decision, LogLevel, Override, Role, ShownAddress, SocketOption};
@@ -114,12 +115,35 @@ pub fn after_listen(fd: c_int) {
     );
 }
 
+/// The accept witness once it alone can tell that an accepted socket needs nothing: its TCP
+/// option name << 32 | the value ours leaves on it; 0 while that is not known (the library not
+/// loaded yet, the kernel's default timings not learnt yet) or never (KEEPALIVE_PORTS, which
+/// notes every accepted socket's role; SO_KEEPALIVE alone, which says nothing of the protocol).
+/// Set from the runtime (fixed at load) and the kernel's defaults (fixed once learnt), never
+/// from anything about a socket.
+static ACCEPT_WITNESS: AtomicU64 = AtomicU64::new(0);
+
 /// After a successful accept()/accept4() of `fd` from `listener`. One read tells whether the
 /// new socket already carries our values (its listener was configured, and the kernel copied
 /// them); otherwise it is judged and configured like any late socket, keeping what the program
-/// set on the listener as the program's.
-#[inline(never)]
+/// set on the listener as the program's. The common case stays in the hook.
+#[inline(always)]
 pub fn after_accept(listener: c_int, fd: c_int) {
+    let witness = ACCEPT_WITNESS.load(Ordering::Relaxed);
+    let name = (witness >> 32) as c_int;
+    if name == 0 {
+        return after_accept_otherwise(listener, fd, None);
+    }
+    match sys::get_int(fd, libc::IPPROTO_TCP, name) {
+        Err(_) => {} // a TCP-level option that cannot be read: not TCP (UNIX, ...)
+        Ok(current) if current == witness as c_int => {} // ours: the listener was configured
+        Ok(current) => after_accept_otherwise(listener, fd, Some(current)),
+    }
+}
+
+/// after_accept's other cases; `read`: the witness's value, when the hook read it already.
+#[inline(never)]
+fn after_accept_otherwise(listener: c_int, fd: c_int, read: Option<c_int>) {
     let Some(runtime) = runtime::get() else {
         return;
     };
@@ -130,10 +154,26 @@ pub fn after_accept(listener: c_int, fd: c_int) {
             return;
         }
     } else {
-        let Ok(current) = sys::get_int(fd, witness.level(), witness.name()) else {
+        let read = match read {
+            Some(current) => Ok(current),
+            None => sys::get_int(fd, witness.level(), witness.name()),
+        };
+        let Ok(current) = read else {
             return; // a TCP-level option that cannot be read: not TCP (UNIX, ...)
         };
-        if runtime.plan.value(witness) == Some(current)
+        let planned = runtime.plan.value(witness);
+        let distinct = witness == SocketOption::UserTimeout
+            || kernel::known()
+                .is_some_and(|kernel| planned != Some(witness.kernel_default(kernel)));
+        if let Some(planned) = planned
+            && distinct
+            && runtime.ports.is_none()
+        {
+            // From now on the hook decides this case alone.
+            let word = (u64::from(witness.name().unsigned_abs()) << 32) | u64::from(planned as u32);
+            ACCEPT_WITNESS.store(word, Ordering::Relaxed);
+        }
+        if planned == Some(current)
             && (witness == SocketOption::UserTimeout
                 || current != witness.kernel_default(kernel::defaults()))
         {
@@ -223,11 +263,65 @@ fn settle(runtime: &Runtime, fd: c_int, decision: Decision, record: Option<Recor
     });
 }
 
-/// Whether the program's own setsockopt of `option` can need work (decided in the hook, so
-/// that the common case costs a load and a test): yes when the library is not loaded yet.
+/// Which of the program's setsockopt calls can need work: bit `name` of the word of `level`
+/// (SOL_SOCKET and IPPROTO_TCP; every other level is never ours). All set until the library
+/// is loaded (then any of our options can: the load may be under way); then the options
+/// `Runtime::watches`.
+static WATCHED: [AtomicU32; 8] = {
+    let mut levels = [const { AtomicU32::new(0) }; 8];
+    levels[libc::SOL_SOCKET as usize] = AtomicU32::new(u32::MAX);
+    levels[libc::IPPROTO_TCP as usize] = AtomicU32::new(u32::MAX);
+    levels
+};
+
+/// Whether the program's setsockopt of (`level`, `name`) can need work, judged before the call
+/// from the arguments alone: most options (TCP_NODELAY, ...) need none, and under the default
+/// policy ours need none either, so the hook is then a jump to the real function.
 #[inline(always)]
-pub fn watches_setsockopt(option: SocketOption) -> bool {
-    runtime::ready().is_none_or(|runtime| runtime.watches(option))
+pub fn may_watch_setsockopt(level: c_int, name: c_int) -> bool {
+    // A negative level or name becomes a large one: not ours.
+    let Some(watched) = WATCHED.get(level as u32 as usize) else {
+        return false;
+    };
+    let name = name as u32;
+    name < 32 && (watched.load(Ordering::Relaxed) >> name) & 1 != 0
+}
+
+/// Narrows `WATCHED` to what the (now loaded) runtime watches, once.
+fn publish_watched(runtime: &Runtime) {
+    let words = (
+        WATCHED.get(libc::SOL_SOCKET as usize),
+        WATCHED.get(libc::IPPROTO_TCP as usize),
+    );
+    let (Some(socket), Some(tcp)) = words else {
+        return;
+    };
+    if tcp.load(Ordering::Relaxed) != u32::MAX {
+        return;
+    }
+    let (mut socket_watched, mut tcp_watched) = (0u32, 0u32);
+    for option in SocketOption::ALL {
+        let word = if option.level() == libc::IPPROTO_TCP {
+            &mut tcp_watched
+        } else {
+            &mut socket_watched
+        };
+        if runtime.watches(option) {
+            *word |= 1u32.checked_shl(option.name().unsigned_abs()).unwrap_or(0);
+        }
+    }
+    socket.store(socket_watched, Ordering::Relaxed);
+    // Last: it tells that the words are published.
+    tcp.store(tcp_watched, Ordering::Relaxed);
+}
+
+/// After a setsockopt of another option that `may_watch_setsockopt` let through because the
+/// library was not loaded then: once it is, such calls go straight to the real function.
+#[inline(never)]
+pub fn loaded_since() {
+    if let Some(runtime) = runtime::ready() {
+        publish_watched(runtime);
+    }
 }
 
 /// After the program's own setsockopt of one of our options succeeded: it is remembered as the
@@ -238,6 +332,7 @@ pub fn after_setsockopt(fd: c_int, option: SocketOption) {
     let Some(runtime) = runtime::get() else {
         return;
     };
+    publish_watched(runtime);
     if !runtime.watches(option) {
         return;
     }

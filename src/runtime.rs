@@ -48,7 +48,7 @@ impl Runtime {
     /// filters a note only matters for SO_KEEPALIVE when it is the accept witness (no timing
     /// configured): a listener whose keepalive the program turned off then tells its accepted
     /// sockets so; otherwise the witness timing they inherit does. Redis' four options on
-    /// every client then cost one test each.
+    /// every client then go straight to the real function (`policy::may_watch_setsockopt`).
     #[inline(always)]
     pub fn watches(&self, option: SocketOption) -> bool {
         self.policy != Override::No || self.notes(option)
