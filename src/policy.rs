@@ -287,8 +287,10 @@ pub fn may_watch_setsockopt(level: c_int, name: c_int) -> bool {
     name < 32 && (watched.load(Ordering::Relaxed) >> name) & 1 != 0
 }
 
-/// Narrows `WATCHED` to what the (now loaded) runtime watches, once.
-fn publish_watched(runtime: &Runtime) {
+/// Narrows `WATCHED` to what the (now loaded) runtime watches, once; to nothing when the
+/// library does nothing in this process (`None`: KEEPALIVE=off, a program not in
+/// KEEPALIVE_PROGRAMS, secure execution).
+fn publish_watched(runtime: Option<&Runtime>) {
     let words = (
         WATCHED.get(libc::SOL_SOCKET as usize),
         WATCHED.get(libc::IPPROTO_TCP as usize),
@@ -306,7 +308,7 @@ fn publish_watched(runtime: &Runtime) {
         } else {
             &mut socket_watched
         };
-        if runtime.watches(option) {
+        if runtime.is_some_and(|runtime| runtime.watches(option)) {
             *word |= 1u32.checked_shl(option.name().unsigned_abs()).unwrap_or(0);
         }
     }
@@ -319,7 +321,7 @@ fn publish_watched(runtime: &Runtime) {
 /// library was not loaded then: once it is, such calls go straight to the real function.
 #[inline(never)]
 pub fn loaded_since() {
-    if let Some(runtime) = runtime::ready() {
+    if let Some(runtime) = runtime::settled() {
         publish_watched(runtime);
     }
 }
@@ -330,9 +332,12 @@ pub fn loaded_since() {
 #[inline(never)]
 pub fn after_setsockopt(fd: c_int, option: SocketOption) {
     let Some(runtime) = runtime::get() else {
+        if let Some(inactive) = runtime::settled() {
+            publish_watched(inactive);
+        }
         return;
     };
-    publish_watched(runtime);
+    publish_watched(Some(runtime));
     if !runtime.watches(option) {
         return;
     }

@@ -120,6 +120,16 @@ pub fn ready() -> Option<&'static Runtime> {
     }
 }
 
+/// Once the load is over: `Some(Some(runtime))` when the library acts in this process,
+/// `Some(None)` when it does nothing here; `None` while it is not loaded yet.
+pub fn settled() -> Option<Option<&'static Runtime>> {
+    match STATE.load(Ordering::Acquire) {
+        ACTIVE => Some(ready()),
+        INACTIVE => Some(None),
+        _ => None,
+    }
+}
+
 /// The runtime when the library acts in this process, loading it first if nobody has; `None`
 /// when it does not, or on the loading thread itself while the load is under way (so that
 /// nothing the load calls can recurse into a hook's work).
