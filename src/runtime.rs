@@ -61,6 +61,12 @@ impl Runtime {
             || (option == SocketOption::KeepAlive && self.witness == SocketOption::KeepAlive)
     }
 
+    /// Whether any socket's record can be kept (`notes`, or a role under KEEPALIVE_PORTS):
+    /// then the table for them is mapped at load.
+    pub fn keeps_records(&self) -> bool {
+        self.filters_by_address() || self.witness == SocketOption::KeepAlive
+    }
+
     pub fn steps(&self) -> &[RawStep] {
         self.steps.get(..self.step_count).unwrap_or(&[])
     }
@@ -267,6 +273,10 @@ fn build() -> Option<Runtime> {
         KernelDefaults::default()
     };
     let runtime = runtime_from(&config, kernel);
+    match &runtime {
+        Some(runtime) if runtime.keeps_records() => crate::sockets::prepare(),
+        _ => {}
+    }
     match runtime {
         Some(_) => log::event(config.log, LogLevel::Info, |line| {
             line.put("active in ")

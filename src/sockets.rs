@@ -6,9 +6,9 @@
 //! Keyed by the socket's cookie (SO_COOKIE: the kernel's identity of it, never reused), not by
 //! descriptor number, so a record can be missing (evicted, or a socket the library never saw)
 //! but never wrong; a missing one falls back to what the kernel's values say. Direct-mapped
-//! atomics updated with compare-and-swap: no lock, no allocation, 8 KiB — mapped at the first
-//! record, so that a process whose configuration never needs one (the default) does not pay
-//! for the table at start (as .bss it would be a mapping of its own in every process).
+//! atomics updated with compare-and-swap: no lock, no allocation, 8 KiB — mapped at load, and
+//! only when the configuration keeps records (as .bss it would be a mapping of its own in
+//! every process, needed or not).
 
 use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
@@ -24,35 +24,27 @@ const ROLE_ACCEPTED: u64 = 1 << 7;
 
 type Table = [AtomicU64; SLOTS];
 
-/// Each slot: cookie << 8 | flags; 0 when empty. Null until the first record.
+/// Each slot: cookie << 8 | flags; 0 when empty. Null unless `prepare` mapped it.
 static TABLE: AtomicPtr<Table> = AtomicPtr::new(core::ptr::null_mut());
 
-/// The table, if a record was ever made.
+/// The table, if the configuration keeps records.
 fn table() -> Option<&'static Table> {
     // SAFETY: null, or a mapping of a zeroed Table (all slots empty) published below, never
     // unmapped.
     unsafe { TABLE.load(Ordering::Acquire).as_ref() }
 }
 
-/// The table, mapped now if it is not yet. A thread that loses the race to publish its
-/// mapping returns it.
-fn table_or_new() -> Option<&'static Table> {
-    if let Some(table) = table() {
-        return Some(table);
+/// Maps the table, at load, when the configuration keeps records (`Runtime::keeps_records`).
+/// Never later: a mapping made while the program runs could land where the program still
+/// holds a pointer into memory it unmapped, and a hooked call given that pointer would then
+/// succeed where it fails with EFAULT without the library (tests/do_no_harm_pointers.rs).
+/// Without a table (the mapping failed) records are missing, which they may always be.
+pub fn prepare() {
+    if table().is_some() {
+        return;
     }
-    let bytes = core::mem::size_of::<Table>();
-    let fresh = sys::map_memory(bytes)?.cast::<Table>();
-    match TABLE.compare_exchange(
-        core::ptr::null_mut(),
-        fresh,
-        Ordering::AcqRel,
-        Ordering::Acquire,
-    ) {
-        Ok(_) => table(),
-        Err(_) => {
-            sys::unmap_memory(fresh.cast(), bytes);
-            table()
-        }
+    if let Some(fresh) = sys::map_memory(core::mem::size_of::<Table>()) {
+        TABLE.store(fresh.cast(), Ordering::Release);
     }
 }
 
@@ -98,7 +90,7 @@ pub fn recall(cookie: u64) -> Option<Record> {
 
 /// Adds `flags` to the record of `cookie` (a new record replaces whatever else held the slot).
 fn add(cookie: u64, flags: u64) {
-    let Some(slot) = table_or_new().and_then(|table| slot(table, cookie)) else {
+    let Some(slot) = table().and_then(|table| slot(table, cookie)) else {
         return;
     };
     let mut current = slot.load(Ordering::Acquire);

@@ -340,11 +340,5 @@ pub fn map_memory(bytes: usize) -> Option<*mut u8> {
     checked(result).ok().map(|address| address as *mut u8)
 }
 
-/// Returns a mapping made by [`map_memory`] that nobody uses.
-pub fn unmap_memory(address: *mut u8, bytes: usize) {
-    // SAFETY: the caller owns the mapping and nothing refers to it any more.
-    let _ = unsafe { syscall6(libc::SYS_munmap, [address as usize, bytes, 0, 0, 0, 0]) };
-}
-
 mod stderr;
 pub use stderr::{FileIdentity, identify, send_now, writable_now, write_without_signal};
