@@ -397,7 +397,12 @@ pub struct ProgramList<'a> {
 impl<'a> ProgramList<'a> {
     pub fn parse(text: &'a str) -> Result<Self, ListProblem<'a>> {
         for name in items(text)? {
-            if name.bytes().any(|byte| byte == b'/') || name.chars().any(char::is_whitespace) {
+            // ASCII whitespace: what a shell or a unit file would split a name at (and no
+            // Unicode table in the library).
+            if name
+                .bytes()
+                .any(|byte| byte == b'/' || byte.is_ascii_whitespace())
+            {
                 return Err(ListProblem::BadProgram(name));
             }
         }

@@ -108,3 +108,25 @@ fn programs_match_base_names() {
     assert!(ProgramList::parse("/usr/bin/redis-server").is_err());
     assert!(ProgramList::parse("a,,b").is_err());
 }
+
+#[test]
+fn program_names_are_base_names_without_ascii_whitespace() {
+    let list = ProgramList::parse("redis-server,redis-sentinel").unwrap();
+    assert!(list.matches_any(["/usr/bin/redis-server"]));
+    assert!(list.matches_any(["x", "redis-sentinel"]));
+    assert!(!list.matches_any(["/usr/bin/redis-cli", "redis"]));
+    for (text, bad) in [
+        (
+            "redis-server,/usr/bin/redis-server",
+            "/usr/bin/redis-server",
+        ),
+        ("redis server", "redis server"),
+        ("redis\tserver,x", "redis\tserver"),
+    ] {
+        assert_eq!(ProgramList::parse(text), Err(ListProblem::BadProgram(bad)));
+    }
+    assert_eq!(
+        ListProblem::BadProgram("a b").to_string(),
+        "\"a b\" is not a program base name (no slash, no space)"
+    );
+}
