@@ -61,12 +61,6 @@ impl Runtime {
             || (option == SocketOption::KeepAlive && self.witness == SocketOption::KeepAlive)
     }
 
-    /// Whether any socket's record can be kept (`notes`, or a role under KEEPALIVE_PORTS):
-    /// then the table for them is mapped at load.
-    pub fn keeps_records(&self) -> bool {
-        self.filters_by_address() || self.witness == SocketOption::KeepAlive
-    }
-
     pub fn steps(&self) -> &[RawStep] {
         self.steps.get(..self.step_count).unwrap_or(&[])
     }
@@ -101,11 +95,12 @@ struct WriteOnce<T>(UnsafeCell<T>);
 unsafe impl<T> Sync for WriteOnce<T> {}
 
 static RUNTIME: WriteOnce<MaybeUninit<Runtime>> = WriteOnce(UnsafeCell::new(MaybeUninit::uninit()));
-
-/// Memory for what only some configurations need (the port set, the executable's path) is
-/// mapped when they do: as statics these 12 KiB of .bss would cost every process a mapping
-/// and the pages it touches.
-const PATH_BYTES: usize = 4096;
+static PORTS: WriteOnce<PortSet> = WriteOnce(UnsafeCell::new(PortSet::EMPTY));
+/// The executable's path, read at load when KEEPALIVE_PROGRAMS or the info log needs it (a
+/// static: no 4 KiB to clear on the stack at every process start). Like the port set, in .bss,
+/// not mapped: the constructor also runs at a `dlopen`, while the program runs (see
+/// src/sockets.rs).
+static EXE_PATH: WriteOnce<[u8; 4096]> = WriteOnce(UnsafeCell::new([0; 4096]));
 
 /// The runtime when socket() may configure a TCP socket at once (see `Runtime::quick`).
 #[inline(always)]
@@ -222,11 +217,8 @@ fn build() -> Option<Runtime> {
         process::leave_out_of_children(config.log);
     }
     let exe = if config.programs.is_some() || config.log >= LogLevel::Info {
-        sys::map_memory(PATH_BYTES).and_then(|memory| {
-            // SAFETY: a fresh mapping of PATH_BYTES bytes, owned by nobody else and never
-            // unmapped (read while loading only; one page, when these settings need it).
-            sys::executable_path(unsafe { core::slice::from_raw_parts_mut(memory, PATH_BYTES) })
-        })
+        // SAFETY: only the loading thread writes, once; nothing reads it after the load.
+        sys::executable_path(unsafe { &mut *EXE_PATH.0.get() })
     } else {
         None
     };
@@ -272,11 +264,16 @@ fn build() -> Option<Runtime> {
     } else {
         KernelDefaults::default()
     };
-    let runtime = runtime_from(&config, kernel);
-    match &runtime {
-        Some(runtime) if runtime.keeps_records() => crate::sockets::prepare(),
-        _ => {}
+    // KEEPALIVE_NETS' ranges are memory mapped at load. At a dlopen the program is running,
+    // and a mapping could land on memory it unmapped (see src/sockets.rs): nothing instead.
+    if config.nets.is_some() && !process::loaded_at_start() {
+        log::event(config.log, LogLevel::Error, |line| {
+            line.put("KEEPALIVE_NETS: loaded into a running program (not at its start): doing nothing in ")
+                .put(program);
+        });
+        return None;
     }
+    let runtime = runtime_from(&config, kernel);
     match runtime {
         Some(_) => log::event(config.log, LogLevel::Info, |line| {
             line.put("active in ")
@@ -294,15 +291,13 @@ fn build() -> Option<Runtime> {
     runtime
 }
 
-/// The runtime, or `None` when a filter's memory could not be mapped.
+/// The runtime, or `None` when KEEPALIVE_NETS' memory could not be mapped.
 fn runtime_from(config: &Config<'_>, kernel: KernelDefaults) -> Option<Runtime> {
-    let ports = config.ports.and_then(|list| {
-        let memory = sys::map_memory(core::mem::size_of::<PortSet>())?.cast::<PortSet>();
-        // SAFETY: the fresh mapping is zeroed (an empty PortSet, a plain array of words),
-        // page aligned, owned by nobody else and never unmapped.
-        let set = unsafe { &mut *memory };
+    let ports = config.ports.map(|list| {
+        // SAFETY: only the loading thread writes, before the runtime is published.
+        let set = unsafe { &mut *PORTS.0.get() };
         list.fill(set);
-        Some(&*set)
+        &*set
     });
     let nets = config.nets.and_then(|list| {
         let bytes = list.len().checked_mul(core::mem::size_of::<NetRange>())?;
@@ -336,7 +331,7 @@ fn runtime_from(config: &Config<'_>, kernel: KernelDefaults) -> Option<Runtime> 
             value,
         };
     }
-    if ports.is_some() != config.ports.is_some() || nets.is_some() != config.nets.is_some() {
+    if nets.is_some() != config.nets.is_some() {
         return None;
     }
     Some(Runtime {

@@ -17,12 +17,21 @@ fn what_an_earlier_constructor_set_on_a_listener_stays_the_programs() {
     for (name, vars) in [
         ("no variable (SO_KEEPALIVE the witness)", vec![]),
         ("timings", timings_with(&[])),
-        ("timings, program idle = ours", timings_with(&[("EARLY_IDLE", TIMINGS[0].1)])),
-        ("timings, program idle 77", timings_with(&[("EARLY_IDLE", "77")])),
+        (
+            "timings, program idle = ours",
+            timings_with(&[("EARLY_IDLE", TIMINGS[0].1)]),
+        ),
+        (
+            "timings, program idle 77",
+            timings_with(&[("EARLY_IDLE", "77")]),
+        ),
         ("KEEPALIVE_NETS", vec![("KEEPALIVE_NETS", "127.0.0.0/8")]),
         ("KEEPALIVE_PORTS", vec![("KEEPALIVE_PORTS", "1-65535")]),
         ("KEEPALIVE=off", vec![("KEEPALIVE", "off")]),
-        ("not in KEEPALIVE_PROGRAMS", vec![("KEEPALIVE_PROGRAMS", "kprv-none")]),
+        (
+            "not in KEEPALIVE_PROGRAMS",
+            vec![("KEEPALIVE_PROGRAMS", "kprv-none")],
+        ),
     ] {
         let run = |list: String| {
             Run::new(&program, &[])

@@ -192,7 +192,9 @@ pub const KEEPALIVE_NETS: Variable = Variable {
     accepted: "a comma-separated list of IPv4 or IPv6 networks, like 10.0.0.0/8,fd00::/8",
     unset: "every address",
     details: "Networks are in CIDR notation; a bare address means /32 or /128.\n\
-              IPv4-mapped IPv6 peers match IPv4 networks.",
+              IPv4-mapped IPv6 peers match IPv4 networks.\n\
+              A library loaded into a running program with {dlopen}() does nothing under it \
+              (its networks take memory that the library maps only at a process's start).",
     choices: &[],
 };
 pub const KEEPALIVE_PROGRAMS: Variable = Variable {
