@@ -10,7 +10,7 @@ use core::sync::atomic::{AtomicI32, AtomicPtr, AtomicU8, Ordering};
 
 use keepalive_config::show::Show;
 use keepalive_config::{
-    Config, KernelDefaults, LogLevel, NetRange, NetSet, Override, PREFIX, Plan, PortSet,
+    Config, KernelDefaults, LogLevel, NetRange, NetSet, Override, PREFIX, Parsed, Plan, PortSet,
     SocketOption,
 };
 
@@ -61,6 +61,12 @@ impl Runtime {
             || (option == SocketOption::KeepAlive && self.witness == SocketOption::KeepAlive)
     }
 
+    /// Whether any socket's record can be kept (`notes`, or a role under KEEPALIVE_PORTS):
+    /// then the table for them is mapped at load (src/sockets.rs).
+    pub fn keeps_records(&self) -> bool {
+        self.filters_by_address() || self.witness == SocketOption::KeepAlive
+    }
+
     pub fn steps(&self) -> &[RawStep] {
         self.steps.get(..self.step_count).unwrap_or(&[])
     }
@@ -95,12 +101,13 @@ struct WriteOnce<T>(UnsafeCell<T>);
 unsafe impl<T> Sync for WriteOnce<T> {}
 
 static RUNTIME: WriteOnce<MaybeUninit<Runtime>> = WriteOnce(UnsafeCell::new(MaybeUninit::uninit()));
-static PORTS: WriteOnce<PortSet> = WriteOnce(UnsafeCell::new(PortSet::EMPTY));
-/// The executable's path, read at load when KEEPALIVE_PROGRAMS or the info log needs it (a
-/// static: no 4 KiB to clear on the stack at every process start). Like the port set, in .bss,
-/// not mapped: the constructor also runs at a `dlopen`, while the program runs (see
-/// src/sockets.rs).
-static EXE_PATH: WriteOnce<[u8; 4096]> = WriteOnce(UnsafeCell::new([0; 4096]));
+
+// What only some configurations need — the port set, the socket records (src/sockets.rs),
+// KEEPALIVE_NETS' ranges — is memory mapped at load, and only then: as .bss it would cost
+// every process a mapping of its own at start. Only at a process's start, too: at a dlopen
+// the program is running, and a mapping could land on memory it unmapped, where a stale
+// pointer given to a hooked call would then not fail with EFAULT
+// (tests/do_no_harm_dlopen_mappings.rs).
 
 /// The runtime when socket() may configure a TCP socket at once (see `Runtime::quick`).
 #[inline(always)]
@@ -216,12 +223,24 @@ fn build() -> Option<Runtime> {
     if !config.inherit && process::loaded_at_start() {
         process::leave_out_of_children(config.log);
     }
-    let exe = if config.programs.is_some() || config.log >= LogLevel::Info {
-        // SAFETY: only the loading thread writes, once; nothing reads it after the load.
-        sys::executable_path(unsafe { &mut *EXE_PATH.0.get() })
+    if config.programs.is_some() || config.log >= LogLevel::Info {
+        with_executable_path(|exe| decide(&parsed, exe))
     } else {
-        None
-    };
+        decide(&parsed, None)
+    }
+}
+
+/// `then` with the executable's path, read into a buffer on the stack (nothing to clear,
+/// nothing mapped), in a frame of its own: only when a setting needs it.
+#[inline(never)]
+fn with_executable_path<R>(then: impl FnOnce(Option<&str>) -> R) -> R {
+    let mut buffer = [MaybeUninit::<u8>::uninit(); 4096];
+    then(sys::executable_path(&mut buffer))
+}
+
+/// Whether and how to act in this process, and the runtime if it does.
+fn decide(parsed: &Parsed<'static>, exe: Option<&str>) -> Option<Runtime> {
+    let config = parsed.config;
     let argv0 = process::argv0();
     let program = exe.or(argv0).unwrap_or("?");
     // Whether to act here is decided first: a bad value, even under KEEPALIVE_STRICT, is no
@@ -264,16 +283,23 @@ fn build() -> Option<Runtime> {
     } else {
         KernelDefaults::default()
     };
-    // KEEPALIVE_NETS' ranges are memory mapped at load. At a dlopen the program is running,
-    // and a mapping could land on memory it unmapped (see src/sockets.rs): nothing instead.
-    if config.nets.is_some() && !process::loaded_at_start() {
+    // The filters need memory mapped at load, which a library loaded into a running program
+    // does not map (see above): nothing instead.
+    let at_start = !config.filters_by_address() || process::loaded_at_start();
+    if !at_start {
         log::event(config.log, LogLevel::Error, |line| {
-            line.put("KEEPALIVE_NETS: loaded into a running program (not at its start): doing nothing in ")
+            line.put("KEEPALIVE_PORTS/KEEPALIVE_NETS: loaded into a running program (not at its start): doing nothing in ")
                 .put(program);
         });
         return None;
     }
     let runtime = runtime_from(&config, kernel);
+    if let Some(runtime) = &runtime
+        && runtime.keeps_records()
+        && (config.filters_by_address() || process::loaded_at_start())
+    {
+        crate::sockets::prepare();
+    }
     match runtime {
         Some(_) => log::event(config.log, LogLevel::Info, |line| {
             line.put("active in ")
@@ -291,13 +317,15 @@ fn build() -> Option<Runtime> {
     runtime
 }
 
-/// The runtime, or `None` when KEEPALIVE_NETS' memory could not be mapped.
+/// The runtime, or `None` when a filter's memory could not be mapped.
 fn runtime_from(config: &Config<'_>, kernel: KernelDefaults) -> Option<Runtime> {
-    let ports = config.ports.map(|list| {
-        // SAFETY: only the loading thread writes, before the runtime is published.
-        let set = unsafe { &mut *PORTS.0.get() };
+    let ports = config.ports.and_then(|list| {
+        let memory = sys::map_memory(core::mem::size_of::<PortSet>())?.cast::<PortSet>();
+        // SAFETY: the fresh mapping is zeroed (an empty PortSet, a plain array of words),
+        // page aligned, owned by nobody else and never unmapped.
+        let set = unsafe { &mut *memory };
         list.fill(set);
-        &*set
+        Some(&*set)
     });
     let nets = config.nets.and_then(|list| {
         let bytes = list.len().checked_mul(core::mem::size_of::<NetRange>())?;
@@ -331,7 +359,7 @@ fn runtime_from(config: &Config<'_>, kernel: KernelDefaults) -> Option<Runtime> 
             value,
         };
     }
-    if nets.is_some() != config.nets.is_some() {
+    if ports.is_some() != config.ports.is_some() || nets.is_some() != config.nets.is_some() {
         return None;
     }
     Some(Runtime {

@@ -6,14 +6,13 @@
 //! Keyed by the socket's cookie (SO_COOKIE: the kernel's identity of it, never reused), not by
 //! descriptor number, so a record can be missing (evicted, or a socket the library never saw)
 //! but never wrong; a missing one falls back to what the kernel's values say. Direct-mapped
-//! atomics updated with compare-and-swap: no lock, no allocation, 8 KiB of .bss (untouched,
-//! so not resident, unless records are kept). Not memory mapped when needed: a mapping made
-//! while the program runs (a hook, or a `dlopen` of the library) can land where the program
-//! still holds a pointer into memory it unmapped, and a hooked call given that pointer would
-//! then succeed where it fails with EFAULT without the library
-//! (tests/do_no_harm_dlopen_mappings.rs).
+//! atomics updated with compare-and-swap: no lock, no allocation, 8 KiB — mapped at a process's
+//! start, and only when the configuration keeps records (as .bss it would be a mapping of its
+//! own in every process, needed or not).
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+
+use crate::sys;
 
 use keepalive_config::{Role, SocketOption};
 
@@ -23,8 +22,32 @@ const FLAG_BITS: u32 = 8;
 const ROLE_KNOWN: u64 = 1 << 6;
 const ROLE_ACCEPTED: u64 = 1 << 7;
 
-/// Each slot: cookie << 8 | flags; 0 when empty.
-static TABLE: [AtomicU64; SLOTS] = [const { AtomicU64::new(0) }; SLOTS];
+type Table = [AtomicU64; SLOTS];
+
+/// Each slot: cookie << 8 | flags; 0 when empty. Null unless `prepare` mapped it.
+static TABLE: AtomicPtr<Table> = AtomicPtr::new(core::ptr::null_mut());
+
+/// The table, if the configuration keeps records.
+fn table() -> Option<&'static Table> {
+    // SAFETY: null, or a mapping of a zeroed Table (all slots empty) published below, never
+    // unmapped.
+    unsafe { TABLE.load(Ordering::Acquire).as_ref() }
+}
+
+/// Maps the table, at a process's start, when the configuration keeps records
+/// (`Runtime::keeps_records`). Never later, a dlopen included: a mapping made while the
+/// program runs could land where the program still holds a pointer into memory it unmapped,
+/// and a hooked call given that pointer would then succeed where it fails with EFAULT without
+/// the library (tests/do_no_harm_pointers.rs, tests/do_no_harm_dlopen_mappings.rs).
+/// Without a table (the mapping failed) records are missing, which they may always be.
+pub fn prepare() {
+    if table().is_some() {
+        return;
+    }
+    if let Some(fresh) = sys::map_memory(core::mem::size_of::<Table>()) {
+        TABLE.store(fresh.cast(), Ordering::Release);
+    }
+}
 
 /// What is known of one socket.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -55,20 +78,20 @@ fn option_bit(option: SocketOption) -> u64 {
     1 << (option as u32)
 }
 
-fn slot(cookie: u64) -> Option<&'static AtomicU64> {
+fn slot(table: &'static Table, cookie: u64) -> Option<&'static AtomicU64> {
     // Cookies are handed out in sequence: consecutive ones land in consecutive slots.
-    TABLE.get(usize::try_from(cookie % SLOTS as u64).ok()?)
+    table.get(usize::try_from(cookie % SLOTS as u64).ok()?)
 }
 
 /// The record of `cookie`, if its slot still holds it.
 pub fn recall(cookie: u64) -> Option<Record> {
-    let entry = slot(cookie)?.load(Ordering::Acquire);
+    let entry = slot(table()?, cookie)?.load(Ordering::Acquire);
     (cookie != 0 && entry >> FLAG_BITS == cookie).then_some(Record(entry & 0xff))
 }
 
 /// Adds `flags` to the record of `cookie` (a new record replaces whatever else held the slot).
 fn add(cookie: u64, flags: u64) {
-    let Some(slot) = slot(cookie) else {
+    let Some(slot) = table().and_then(|table| slot(table, cookie)) else {
         return;
     };
     let mut current = slot.load(Ordering::Acquire);

@@ -181,7 +181,9 @@ pub const KEEPALIVE_PORTS: Variable = Variable {
     meaning: "act only on sockets whose port matches (remote port when connecting, local port when listening or accepted)",
     accepted: "a comma-separated list of ports and ascending ranges in 1..65535, like 17000-17999,6379",
     unset: "every port",
-    details: "Ranges include both ends: `17000-17999` is 1000 ports.",
+    details: "Ranges include both ends: `17000-17999` is 1000 ports.\n\
+              A library loaded into a running program with {dlopen}() does nothing under it \
+              (the ports take memory that the library maps only at a process's start).",
     choices: &[],
 };
 pub const KEEPALIVE_NETS: Variable = Variable {
@@ -194,7 +196,7 @@ pub const KEEPALIVE_NETS: Variable = Variable {
     details: "Networks are in CIDR notation; a bare address means /32 or /128.\n\
               IPv4-mapped IPv6 peers match IPv4 networks.\n\
               A library loaded into a running program with {dlopen}() does nothing under it \
-              (its networks take memory that the library maps only at a process's start).",
+              (the networks take memory that the library maps only at a process's start).",
     choices: &[],
 };
 pub const KEEPALIVE_PROGRAMS: Variable = Variable {

@@ -3,7 +3,7 @@
 //! register), takes a lock, allocates, or goes through another library's hooks. The few libc
 //! functions the library needs at load (dlsym, getenv, ...) are called from `runtime`.
 
-use core::mem::size_of;
+use core::mem::{MaybeUninit, size_of};
 use core::net::SocketAddr;
 
 use keepalive_config::sockaddr;
@@ -304,8 +304,9 @@ pub fn exit_now(status: c_int) -> ! {
     }
 }
 
-/// /proc/self/exe into `buffer` (readlink: no file is opened).
-pub fn executable_path(buffer: &mut [u8]) -> Option<&str> {
+/// /proc/self/exe into `buffer` (readlink: no file is opened; the buffer need not be
+/// initialised, only what the kernel wrote is read).
+pub fn executable_path(buffer: &mut [MaybeUninit<u8>]) -> Option<&str> {
     let path = c"/proc/self/exe";
     // SAFETY: readlinkat writes at most buffer.len() bytes into buffer.
     let result = unsafe {
@@ -321,8 +322,10 @@ pub fn executable_path(buffer: &mut [u8]) -> Option<&str> {
             ],
         )
     };
-    let length = checked(result).ok()?;
-    core::str::from_utf8(buffer.get(..length)?).ok()
+    let length = checked(result).ok()?.min(buffer.len());
+    // SAFETY: the kernel initialised the first `length` bytes of the buffer.
+    let written = unsafe { core::slice::from_raw_parts(buffer.as_ptr().cast::<u8>(), length) };
+    core::str::from_utf8(written).ok()
 }
 
 /// Anonymous memory for `bytes`, never freed (a table that lives as long as the process);
