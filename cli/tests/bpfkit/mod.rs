@@ -39,9 +39,14 @@ pub struct TestCgroup {
 
 impl TestCgroup {
     pub fn new(tag: &str) -> Self {
+        Self::with_prefix("kpb", tag)
+    }
+
+    /// Like `new`, named `PREFIX-tag-…` (the review tests use their own prefix, `kpbr`).
+    pub fn with_prefix(prefix: &str, tag: &str) -> Self {
         common::require_root("cgroups and eBPF programs");
         let path = unified_root().join(format!(
-            "kpb-{tag}-{}-{}",
+            "{prefix}-{tag}-{}-{}",
             std::process::id(),
             testkit::unique()
         ));
@@ -322,6 +327,12 @@ pub fn sock() -> &'static Path {
         assert!(is_static(&path), "{} is not static", path.display());
         path
     })
+}
+
+/// The setsockopt edge-case program (tests/bpf/edge.c), static.
+pub fn edge() -> &'static Path {
+    static EDGE: OnceLock<PathBuf> = OnceLock::new();
+    EDGE.get_or_init(|| gcc("edge", "edge.c", &["-static"]))
 }
 
 /// The io_uring client (tests/bpf/uring.c, liburing-dev).
