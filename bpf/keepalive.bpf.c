@@ -260,13 +260,16 @@ int kp_setsockopt(struct bpf_sockopt *ctx)
 		    p->options[i].name == name)
 			index = i;
 	}
-	if (index < 0 || index >= KP_OPTIONS || ctx->optlen > SOCKOPT_PAGE)
+	/* Shorter than an int: the kernel says EINVAL, as without us. optval_end cannot tell:
+	 * the kernel hands us max(16, optlen) bytes, zeroed past what it copied. */
+	if (index < 0 || index >= KP_OPTIONS || ctx->optlen < (int)sizeof(int) ||
+	    ctx->optlen > SOCKOPT_PAGE)
 		goto pass;
 	if ((sk->family != AF_INET && sk->family != AF_INET6) || sk->type != SOCK_STREAM ||
 	    sk->protocol != IPPROTO_TCP)
 		goto pass;
 	if (optval + sizeof(int) > optval_end)
-		goto pass; /* shorter than an int: the kernel says EINVAL, as without us */
+		goto pass; /* never with the length checked above; the verifier needs it */
 	asked = *(int *)optval;
 	if (asked < p->options[index].min || asked > p->options[index].max)
 		goto pass; /* the kernel rejects it: the call fails exactly as without us */
