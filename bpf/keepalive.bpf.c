@@ -161,6 +161,26 @@ static __always_inline void set_option(struct bpf_sock_ops *ctx, const struct kp
 		count(KP_COUNT_ERRORS);
 }
 
+/* An accepted socket that already holds what set_option() would give it: under `yes` and
+ * `tighten` without filters its listener was judged and configured exactly so (at TCP_LISTEN,
+ * and by kp_setsockopt since), and the kernel copied its options and keepalive timer at accept.
+ * One read of the witness the loader chose tells (as the library's accept witness does). */
+static __always_inline int inherited(struct bpf_sock_ops *ctx, const struct kp_policy *p)
+{
+	__s32 i = p->witness;
+	const struct kp_option *option;
+	int value;
+
+	if (p->override == KP_OVERRIDE_NO || p->has_ports || p->has_nets || i < 0 ||
+	    i >= KP_OPTIONS)
+		return 0;
+	option = &p->options[i];
+	if (!option->configured ||
+	    bpf_getsockopt(ctx, option->level, option->name, &value, sizeof(value)))
+		return 0;
+	return value == option->value;
+}
+
 SEC("sockops")
 int kp_sockops(struct bpf_sock_ops *ctx)
 {
@@ -190,6 +210,10 @@ int kp_sockops(struct bpf_sock_ops *ctx)
 	sk = ctx->sk;
 	if (!p || !sk)
 		return 1;
+	if (role == KP_ROLE_ACCEPTED && inherited(ctx, p)) {
+		count(KP_COUNT_PASSIVE);
+		return 1;
+	}
 	/* The socket's memory: what the program set before (made by kp_setsockopt, or cloned
 	 * from the listener). Under a filter the judgement is kept there too, for the program's
 	 * later setsockopt; without one every socket is targeted and nothing needs keeping, and

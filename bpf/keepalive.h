@@ -59,6 +59,9 @@ struct kp_policy {
 	__u32 has_ports;
 	__u32 has_nets;
 	struct kp_option options[KP_OPTIONS];
+	/* The option whose value on an accepted socket tells that its listener was configured
+	 * (the kernel copied the listener's options at accept), or -1: see the loader. */
+	__s32 witness;
 };
 
 /* LPM trie key: an IPv6 (or IPv4-mapped) address, network byte order. */

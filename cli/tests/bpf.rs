@@ -207,6 +207,25 @@ fn attach_again_updates_in_place_and_detach_restores_defaults() {
 
 #[test]
 #[ignore = "needs root: cgroups and bpf(2); scripts/test runs it"]
+fn a_listener_from_before_an_update_gives_its_accepted_sockets_the_new_policy() {
+    // The listener was configured by the first policy; the update keeps the accept witness's
+    // value (TCP_USER_TIMEOUT 3 s) and changes the count: the accepted socket must not be
+    // taken for configured on the witness alone.
+    let cgroup = TestCgroup::new("listenupdate");
+    cgroup.attach_ok(&POLICY, &["--override", "yes"]);
+    let port = port(PORTS.0, PORTS.1).to_string();
+    let server = cgroup.serve(&["127.0.0.1", &port, "1"]);
+    cgroup.attach_ok(&POLICY, &["--override", "yes", "--count", "4"]);
+    let client = TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).unwrap();
+    let lines = server.finish();
+    drop(client);
+    let role = |name: &str| lines.iter().find(|l| l.role == name).expect(name).clone();
+    assert_eq!(role("listener").values, CONFIGURED);
+    assert_eq!(role("accepted").values, [1, 2, 1, 4, 3000]);
+}
+
+#[test]
+#[ignore = "needs root: cgroups and bpf(2); scripts/test runs it"]
 fn a_removed_cgroup_leaves_a_stale_policy_that_detach_stale_removes() {
     let cgroup = TestCgroup::new("stale");
     cgroup.attach_ok(&POLICY, &[]);

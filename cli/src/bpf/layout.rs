@@ -3,7 +3,9 @@
 //! configured values (`Config::plan`), the override policy, the shape of
 //! `SocketOption::tighter` for each option, and the port and network filters.
 
-use keepalive_config::{Config, KernelDefaults, NetRange, Override, SocketOption};
+use keepalive_config::{
+    Config, IPPROTO_TCP, KernelDefaults, NetRange, Override, Plan, SocketOption,
+};
 
 pub const OPTIONS: usize = 5;
 pub const PORT_WORDS: usize = 1024;
@@ -50,6 +52,7 @@ pub struct KpPolicy {
     pub has_ports: u32,
     pub has_nets: u32,
     pub options: [KpOption; OPTIONS],
+    pub witness: i32,
 }
 
 /// struct kp_sock, the per-socket storage (only its size matters here).
@@ -119,7 +122,28 @@ pub fn policy(config: &Config<'_>, kernel: KernelDefaults) -> KpPolicy {
         has_ports: u32::from(config.ports.is_some()),
         has_nets: u32::from(config.nets.is_some()),
         options,
+        witness: witness(&plan, kernel),
     }
+}
+
+/// The accept witness, as the library's (src/runtime.rs, src/policy.rs `after_accept`): the
+/// option (its index in `options`) whose value on an accepted socket tells that its listener
+/// was configured, or -1. TCP_USER_TIMEOUT when planned (0 unless set, and ours never is),
+/// else the first TCP-level option planned, unless its value is the kernel's default (of the
+/// namespace `bpf attach` runs in), which an unconfigured listener holds too.
+pub fn witness(plan: &Plan, kernel: KernelDefaults) -> i32 {
+    let option = if plan.value(SocketOption::UserTimeout).is_some() {
+        Some(SocketOption::UserTimeout)
+    } else {
+        plan.steps()
+            .iter()
+            .map(|&(option, _)| option)
+            .find(|option| option.level() == IPPROTO_TCP)
+            .filter(|&option| plan.value(option) != Some(option.kernel_default(kernel)))
+    };
+    option
+        .and_then(|option| SocketOption::ALL.iter().position(|&each| each == option))
+        .map_or(-1, |index| index as i32)
 }
 
 /// KEEPALIVE_PORTS as the kp_ports bitmap: word `port / 64`, bit `port % 64`.

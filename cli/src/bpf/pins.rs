@@ -127,10 +127,23 @@ impl Maps {
 }
 
 /// The maps a new configuration replaces (the programs are reloaded over them, so that the
-/// switch is one link update): policy, ports, nets, filled.
-fn fresh_policy_maps(config: &Config<'_>, kernel: KernelDefaults) -> Result<[OwnedFd; 3], Failure> {
+/// switch is one link update): policy, ports, nets, filled. `updating`: the pin directory of
+/// the policy they replace.
+fn fresh_policy_maps(
+    config: &Config<'_>,
+    kernel: KernelDefaults,
+    updating: Option<&Path>,
+) -> Result<[OwnedFd; 3], Failure> {
     let policy = load::create_policy_map()?;
-    let value = layout::policy(config, kernel);
+    let mut value = layout::policy(config, kernel);
+    if let Some(dir) = updating
+        && !same_policy(dir, &value)
+    {
+        // Listeners configured by the policy replaced keep its values, and the witness could
+        // take one of them for ours while another differs: every accepted socket is set from
+        // now on (until the policy is detached).
+        value.witness = -1;
+    }
     sys::map_update(policy.as_fd(), &0u32.to_ne_bytes(), sys::bytes_of(&value))
         .map_err(|error| failure("writing the policy", &error))?;
     let ports = load::create_ports_map()?;
@@ -157,6 +170,17 @@ fn fresh_policy_maps(config: &Config<'_>, kernel: KernelDefaults) -> Result<[Own
         .map_err(|error| failure("writing the networks", &error))?;
     }
     Ok([policy, ports, nets])
+}
+
+/// Whether the policy pinned in `dir` is `value`, its accept witness included (a policy made
+/// by an older loader, shorter, never is).
+fn same_policy(dir: &Path, value: &layout::KpPolicy) -> bool {
+    let Ok(old) = sys::obj_get(&dir.join("policy")) else {
+        return false;
+    };
+    let new = sys::bytes_of(value);
+    let mut bytes = vec![0xffu8; new.len()];
+    sys::map_lookup(old.as_fd(), &0u32.to_ne_bytes(), &mut bytes).is_ok() && bytes == new
 }
 
 /// Attaches, or updates in place; returns what was done ("attached" or "updated").
@@ -209,7 +233,7 @@ fn fresh(
     kernel: KernelDefaults,
     variables: &str,
 ) -> Result<(), Failure> {
-    let [policy, ports, nets] = fresh_policy_maps(config, kernel)?;
+    let [policy, ports, nets] = fresh_policy_maps(config, kernel, None)?;
     let maps = Maps {
         policy,
         ports,
@@ -308,7 +332,8 @@ fn update(
 ) -> Result<(), UpdateError> {
     let pinned = open_pinned(dir, cgroup).map_err(UpdateError::Broken)?;
     // Everything new is made before the first link changes: a failure leaves the old policy.
-    let [policy, ports, nets] = fresh_policy_maps(config, kernel).map_err(UpdateError::Failed)?;
+    let [policy, ports, nets] =
+        fresh_policy_maps(config, kernel, Some(dir)).map_err(UpdateError::Failed)?;
     let maps = Maps {
         policy,
         ports,
