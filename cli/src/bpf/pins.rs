@@ -179,6 +179,11 @@ fn same_policy(dir: &Path, value: &layout::KpPolicy) -> bool {
         return false;
     };
     let new = sys::bytes_of(value);
+    // A policy of another version has another size: never the same, and never read into a
+    // buffer of this one's size (the kernel writes a whole value).
+    if sys::map_value_size(old.as_fd()).ok() != u32::try_from(new.len()).ok() {
+        return false;
+    }
     let mut bytes = vec![0xffu8; new.len()];
     sys::map_lookup(old.as_fd(), &0u32.to_ne_bytes(), &mut bytes).is_ok() && bytes == new
 }
@@ -465,7 +470,11 @@ fn read_policy(dir: &Path, cpus: usize) -> Attached {
         }
     }
     let mut counters = [0u64; COUNTERS];
-    if let Some(map) = open(&dir.join("counters")) {
+    // Per-CPU u64s: the kernel writes one per possible CPU (a map of other values is not ours
+    // to read into this buffer).
+    if let Some(map) =
+        open(&dir.join("counters")).filter(|map| sys::map_value_size(map.as_fd()).ok() == Some(8))
+    {
         let mut values = vec![0u8; 8 * cpus];
         for (index, counter) in counters.iter_mut().enumerate() {
             if sys::map_lookup(map.as_fd(), &(index as u32).to_ne_bytes(), &mut values).is_ok() {

@@ -43,6 +43,13 @@ pub(super) fn write_info(
 
 /// The cgroup id, path and variables recorded in an `info` map.
 pub(super) fn read_info(info: BorrowedFd<'_>) -> Result<(u64, PathBuf, String), String> {
+    // Another version's info map may be larger: never read it into a buffer of this size.
+    let size = sys::map_value_size(info).map_err(|error| error.to_string())?;
+    if usize::try_from(size).ok() != Some(INFO_SIZE) {
+        return Err(format!(
+            "recorded by another version (a {size}-byte record)"
+        ));
+    }
     let mut value = vec![0u8; INFO_SIZE];
     sys::map_lookup(info, &0u32.to_ne_bytes(), &mut value).map_err(|error| error.to_string())?;
     let version = u32::from_ne_bytes(value[0..4].try_into().unwrap_or_default());

@@ -143,6 +143,21 @@ pub fn map_update(map: BorrowedFd<'_>, key: &[u8], value: &[u8]) -> io::Result<(
 }
 
 /// `value` must be as long as the map's value (times the possible CPUs for a per-CPU map).
+/// The size of one value of `map` (`struct bpf_map_info`'s value_size).
+pub fn map_value_size(map: BorrowedFd<'_>) -> io::Result<u32> {
+    let mut info = [0u8; 80];
+    let mut attr = Attr::new();
+    attr.u32(0, map.as_raw_fd() as u32)
+        .u32(4, info.len() as u32)
+        .u64(8, info.as_mut_ptr() as usize as u64);
+    bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
+    Ok(u32::from_ne_bytes(
+        info[12..16].try_into().unwrap_or([0; 4]),
+    ))
+}
+
+/// Looks `key` up. The kernel writes a whole value (per-CPU maps: one per possible CPU) into
+/// `value`: the caller sizes it for the map.
 pub fn map_lookup(map: BorrowedFd<'_>, key: &[u8], value: &mut [u8]) -> io::Result<()> {
     let out = value.as_mut_ptr() as usize as u64;
     bpf(BPF_MAP_LOOKUP_ELEM, &mut elem(map, key, out, 0)).map(drop)
