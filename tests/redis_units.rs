@@ -1,8 +1,8 @@
 //! The Redis systemd units of the package: `systemd-analyze verify` of `redis-cluster@.service`
 //! and of Debian's `redis-server.service` with our drop-in beside it, the paths they name, and
 //! the unit's command line run by hand under the library (READY=1, the unit's values on the
-//! listeners, read back by `keepalive-preload inspect`). The units on a real systemd are
-//! `tests/systemd_real.rs`'s.
+//! listeners, read back by `keepalive-preload inspect`). The units on a real systemd: the
+//! `tests/systemd_*.rs`.
 
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};

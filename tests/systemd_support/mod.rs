@@ -1,5 +1,5 @@
-//! Support of `tests/systemd_real.rs`: a real systemd (Debian bookworm's, as PID 1) booted in
-//! `systemd-nspawn`, with the project's own `.deb` installed in it by `dpkg -i`.
+//! Support of the `tests/systemd_*.rs` tests: a real systemd (Debian bookworm's, as PID 1)
+//! booted in `systemd-nspawn`, with the project's own `.deb` installed in it by `dpkg -i`.
 //!
 //! - [`rootfs`]: a bookworm tree made once by `debootstrap` and cached under /var/tmp, in a
 //!   directory named by a hash of its recipe (suite, mirror, package list): a changed list
@@ -16,10 +16,19 @@
 //!   (it needs a terminal: `script -qec`).
 //! - Dropping the container kills its PID 1 (a killed nspawn would leave it orphaned) and
 //!   everything else in its cgroups (`cgroup.kill`), then removes the cgroups.
+//! - [`readback`]: the live sockets (`keepalive-preload inspect --json`) and the test programs'
+//!   read-back lines; [`redis`]: the shipped values, `redis-cli` and the cluster-bus links;
+//!   [`units`]: the library in a unit's process, a bad value refused or skipped; [`ebpf`]: the
+//!   eBPF drop-ins, `bpf status --json` and a unit's live cgroup.
 //!
 //! Nothing here skips: no root, no nspawn, no debootstrap, no network for the first
 //! debootstrap, or a container that does not boot is a failure.
 #![allow(dead_code)]
+
+pub mod ebpf;
+pub mod readback;
+pub mod redis;
+pub mod units;
 
 use std::fs::File;
 use std::io::Write;
