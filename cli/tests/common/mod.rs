@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 // Each test file uses part of these too.
 #[allow(unused_imports)]
@@ -60,6 +60,22 @@ pub fn python() -> &'static str {
 /// Why the inspect tests need root, for `require_root`.
 pub const INSPECT_NEEDS_ROOT: &str =
     "inspect reads other processes' sockets with pidfd_getfd; setpriv";
+
+/// The sockets of `inspect.rs` and `inspect_errors.rs`: a listener with keepalive 30/10/3
+/// (accepted sockets inherit it), a connection to it whose client sets 40/11/4 and a 5000 ms
+/// user timeout, an IPv6 listener and an IPv6 connection, and a UDP socket that inspect must
+/// leave out.
+pub fn all_on() -> Value {
+    let on = json!({"keepalive": 1, "idle": 30, "interval": 10, "count": 3});
+    json!([
+        {"kind": "listen", "name": "l4", "host": "127.0.0.1", "opts": on},
+        {"kind": "connect", "name": "c4", "to": "l4",
+         "opts": {"keepalive": 1, "idle": 40, "interval": 11, "count": 4, "user_timeout_ms": 5000}},
+        {"kind": "listen", "name": "l6", "host": "::1", "opts": on},
+        {"kind": "connect", "name": "c6", "to": "l6", "opts": on},
+        {"kind": "udp", "name": "udp"},
+    ])
+}
 
 /// Compiles C source with gcc into `dir/name` with the extra flags (e.g. -static, -shared).
 pub fn gcc(dir: &TempDir, name: &str, source: &str, flags: &[&str]) -> PathBuf {
