@@ -161,13 +161,27 @@ fn locate(address: usize) -> Option<Located> {
 /// than dlopen()ed into a running one: ld.so lists the objects loaded at start in order, the
 /// executable, its preloads, then their dependencies, the C library among them; dlopen
 /// appends. So a preload comes before the C library that defines `socket`.
-pub fn loaded_at_start() -> bool {
+fn loaded_at_start() -> bool {
     let ours = locate(loaded_at_start as *const () as usize);
     let libc = locate(real::socket() as usize);
     match (ours, libc) {
         (Some(ours), Some(libc)) => ours.index < libc.index,
         // Cannot tell: behave as a preload (the common case).
         _ => true,
+    }
+}
+
+/// [`loaded_at_start`], asked at most once per load and only where the answer matters (it
+/// walks every loaded object): INHERIT=no, STRICT, and whether memory may be mapped.
+pub struct AtStart(Option<bool>);
+
+impl AtStart {
+    pub const fn unknown() -> Self {
+        Self(None)
+    }
+
+    pub fn get(&mut self) -> bool {
+        *self.0.get_or_insert_with(loaded_at_start)
     }
 }
 

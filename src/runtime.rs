@@ -220,13 +220,14 @@ fn build() -> Option<Runtime> {
     }
     // Whether the library came with the program is asked only where it matters (a walk of
     // every loaded object).
-    if !config.inherit && process::loaded_at_start() {
+    let mut at_start = process::AtStart::unknown();
+    if !config.inherit && at_start.get() {
         process::leave_out_of_children(config.log);
     }
     if config.programs.is_some() || config.log >= LogLevel::Info {
-        with_executable_path(|exe| decide(&parsed, exe))
+        with_executable_path(|exe| decide(&parsed, exe, &mut at_start))
     } else {
-        decide(&parsed, None)
+        decide(&parsed, None, &mut at_start)
     }
 }
 
@@ -239,7 +240,11 @@ fn with_executable_path<R>(then: impl FnOnce(Option<&str>) -> R) -> R {
 }
 
 /// Whether and how to act in this process, and the runtime if it does.
-fn decide(parsed: &Parsed<'static>, exe: Option<&str>) -> Option<Runtime> {
+fn decide(
+    parsed: &Parsed<'static>,
+    exe: Option<&str>,
+    at_start: &mut process::AtStart,
+) -> Option<Runtime> {
     let config = parsed.config;
     let argv0 = process::argv0();
     let program = exe.or(argv0).unwrap_or("?");
@@ -265,7 +270,7 @@ fn decide(parsed: &Parsed<'static>, exe: Option<&str>) -> Option<Runtime> {
             log::line(|line| error.show(line));
         }
         if config.strict {
-            if process::loaded_at_start() {
+            if at_start.get() {
                 sys::exit_now(2);
             }
             log::line(|line| {
@@ -285,8 +290,7 @@ fn decide(parsed: &Parsed<'static>, exe: Option<&str>) -> Option<Runtime> {
     };
     // The filters need memory mapped at load, which a library loaded into a running program
     // does not map (see above): nothing instead.
-    let at_start = !config.filters_by_address() || process::loaded_at_start();
-    if !at_start {
+    if config.filters_by_address() && !at_start.get() {
         log::event(config.log, LogLevel::Error, |line| {
             line.put("KEEPALIVE_PORTS/KEEPALIVE_NETS: loaded into a running program (not at its start): doing nothing in ")
                 .put(program);
@@ -296,7 +300,7 @@ fn decide(parsed: &Parsed<'static>, exe: Option<&str>) -> Option<Runtime> {
     let runtime = runtime_from(&config, kernel);
     if let Some(runtime) = &runtime
         && runtime.keeps_records()
-        && (config.filters_by_address() || process::loaded_at_start())
+        && at_start.get()
     {
         crate::sockets::prepare();
     }
