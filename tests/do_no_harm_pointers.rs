@@ -9,7 +9,10 @@
 //! crash shows as `LABEL: killed by signal 11` and does not hide the other cases.
 //!
 //! Every section runs under many configurations, because different ones take different paths
-//! through the hooks (fast path, filters, override, debug log).
+//! through the hooks (fast path, filters, override, debug log). The accept, accept4 and
+//! setsockopt cases run twice: in a process whose hooks have not been called yet, and again
+//! after one ordinary accept and setsockopt, with what the library learns from a first call
+//! (its setsockopt check before the call narrowed, its accept witness published).
 
 mod common;
 
