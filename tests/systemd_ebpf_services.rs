@@ -24,8 +24,8 @@ use std::time::Duration;
 use systemd_support::ebpf::{
     BPF_DROPIN, BPF_SOCKET_DROPIN, bpf_status, live_cgroup, live_cgroup_dir,
 };
-use systemd_support::readback::{readbacks, sockets};
-use systemd_support::redis::{EXAMPLE_DROPIN, SHIPPED};
+use systemd_support::readback::readbacks;
+use systemd_support::redis::{EXAMPLE_DROPIN, SHIPPED, assert_all_carry, subscribed};
 use systemd_support::units::{assert_skipped, installed_library, mapped};
 use systemd_support::{BPF_NSPAWN_ARGS, Container, serial, static_activated, static_sock};
 
@@ -59,27 +59,8 @@ fn ebpf_dropin_on_debian_redis_server() {
         policies.len() == 1 && policies[0].cgroup == dir && policies[0].cgroup_id == id,
         "{dir} ({id}): {policies:?}"
     );
-    c.sh("setsid redis-cli -p 6379 subscribe kpsb >/dev/null 2>&1 </dev/null &");
-    let all = c.wait_for(
-        "the subscriber's link on redis-server",
-        Duration::from_secs(10),
-        || {
-            let all = sockets(&c, pid);
-            all.iter()
-                .any(|s| s.role == "accepted" && s.state == "ESTABLISHED")
-                .then_some(all)
-        },
-    );
-    for socket in &all {
-        println!(
-            "redis-server under the eBPF policy: {} {} {} {:?}",
-            socket.role, socket.local, socket.state, socket.values
-        );
-        assert!(
-            socket.keepalive && socket.values == Some(SHIPPED),
-            "redis-server socket {socket:?}"
-        );
-    }
+    let all = subscribed(&c, pid, 6379, "kpsb");
+    assert_all_carry(&all, "redis-server under the eBPF policy", SHIPPED);
 
     // With the library's drop-in too (docs/ebpf.md: both act, with the same values).
     c.sh(&format!(
@@ -94,27 +75,12 @@ fn ebpf_dropin_on_debian_redis_server() {
         policies.len() == 1 && policies[0].cgroup == dir && policies[0].cgroup_id == id,
         "{dir} ({id}): {policies:?}"
     );
-    c.sh("setsid redis-cli -p 6379 subscribe kpsb >/dev/null 2>&1 </dev/null &");
-    let all = c.wait_for(
-        "the subscriber's link on redis-server",
-        Duration::from_secs(10),
-        || {
-            let all = sockets(&c, pid);
-            all.iter()
-                .any(|s| s.role == "accepted" && s.state == "ESTABLISHED")
-                .then_some(all)
-        },
+    let all = subscribed(&c, pid, 6379, "kpsb");
+    assert_all_carry(
+        &all,
+        "redis-server with the library and the eBPF policy",
+        SHIPPED,
     );
-    for socket in &all {
-        println!(
-            "redis-server with the library and the eBPF policy: {} {} {} {:?}",
-            socket.role, socket.local, socket.state, socket.values
-        );
-        assert!(
-            socket.keepalive && socket.values == Some(SHIPPED),
-            "redis-server socket {socket:?}"
-        );
-    }
     let inspect = c.exec(&format!("keepalive-preload inspect {pid}"));
     assert!(inspect.success(), "inspect {pid}: {inspect:?}");
 

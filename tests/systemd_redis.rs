@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use systemd_support::readback::{Values, parse_sockets, sockets};
 use systemd_support::redis::{
-    EXAMPLE_CONFIG, EXAMPLE_DROPIN, PASSWORD, PORTS, SHIPPED, assert_bus_links, cli, cluster_units,
-    info_field, wait_cluster_ok,
+    EXAMPLE_CONFIG, EXAMPLE_DROPIN, PASSWORD, PORTS, SHIPPED, assert_all_carry, assert_bus_links,
+    cli, cluster_units, info_field, subscribed, wait_cluster_ok,
 };
 use systemd_support::units::{assert_refused, installed_library, mapped};
 use systemd_support::{Container, serial};
@@ -51,27 +51,8 @@ fn debian_redis_server_with_the_dropin() {
 
     // A client link: Redis sets its own tcp-keepalive (300/100/3) on it, the drop-in's
     // KEEPALIVE_OVERRIDE=yes makes the library's values win.
-    c.sh("setsid redis-cli -p 6379 subscribe kpsd >/dev/null 2>&1 </dev/null &");
-    let sockets = c.wait_for(
-        "the subscriber's link on redis-server",
-        Duration::from_secs(10),
-        || {
-            let all = sockets(&c, pid);
-            all.iter()
-                .any(|s| s.role == "accepted" && s.state == "ESTABLISHED")
-                .then_some(all)
-        },
-    );
-    for socket in &sockets {
-        println!(
-            "redis-server {} {} {} {:?}",
-            socket.role, socket.local, socket.state, socket.values
-        );
-        assert!(
-            socket.keepalive && socket.values == Some(SHIPPED),
-            "redis-server socket {socket:?}"
-        );
-    }
+    let sockets = subscribed(&c, pid, 6379, "kpsd");
+    assert_all_carry(&sockets, "redis-server", SHIPPED);
     let inspect = c.exec(&format!("keepalive-preload inspect --expect-env {pid}"));
     println!(
         "keepalive-preload inspect --expect-env {pid}:\n{}",
@@ -255,19 +236,7 @@ fn apply_to_a_running_redis_unit_without_the_library() {
     });
     let pid = c.main_pid(REDIS_UNIT);
     assert!(!mapped(&c, pid, &library), "{library} in redis-server");
-    c.sh(&format!(
-        "setsid redis-cli -p {REDIS_PORT} subscribe kpsb >/dev/null 2>&1 </dev/null &"
-    ));
-    let before = c.wait_for(
-        "the subscriber's link on redis-server",
-        Duration::from_secs(10),
-        || {
-            let all = sockets(&c, pid);
-            all.iter()
-                .any(|s| s.role == "accepted" && s.state == "ESTABLISHED")
-                .then_some(all)
-        },
-    );
+    let before = subscribed(&c, pid, REDIS_PORT, "kpsb");
     for socket in &before {
         println!(
             "before apply: {} {} {} keepalive={} {:?}",

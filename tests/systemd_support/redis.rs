@@ -121,3 +121,35 @@ pub fn cluster_units() -> Vec<(String, u16)> {
         .map(|port| (format!("redis-cluster@{port}"), *port))
         .collect()
 }
+
+/// Starts a `redis-cli subscribe CHANNEL` on the redis-server at `port` in the container and
+/// returns the sockets of the server (`pid`) once the subscriber's link is established.
+pub fn subscribed(c: &Container, pid: u32, port: u16, channel: &str) -> Vec<Socket> {
+    c.sh(&format!(
+        "setsid redis-cli -p {port} subscribe {channel} >/dev/null 2>&1 </dev/null &"
+    ));
+    c.wait_for(
+        "the subscriber's link on redis-server",
+        Duration::from_secs(10),
+        || {
+            let all = sockets(c, pid);
+            all.iter()
+                .any(|s| s.role == "accepted" && s.state == "ESTABLISHED")
+                .then_some(all)
+        },
+    )
+}
+
+/// Prints each socket (`what`: whose) and asserts it has keepalive with `expected`.
+pub fn assert_all_carry(all: &[Socket], what: &str, expected: Values) {
+    for socket in all {
+        println!(
+            "{what} {} {} {} {:?}",
+            socket.role, socket.local, socket.state, socket.values
+        );
+        assert!(
+            socket.keepalive && socket.values == Some(expected),
+            "{what} socket {socket:?}"
+        );
+    }
+}
