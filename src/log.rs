@@ -46,15 +46,16 @@ pub fn enabled(configured: LogLevel, level: LogLevel) -> bool {
 /// One `keepalive-preload[pid]: …` line when `configured` lets `level` through; `message`
 /// writes the text after the prefix, and only runs then.
 #[inline(always)]
-pub fn event(configured: LogLevel, level: LogLevel, message: impl FnOnce(&mut Line)) {
+pub fn event(configured: LogLevel, level: LogLevel, message: impl Fn(&mut Line)) {
     if enabled(configured, level) {
-        event_now(message);
+        event_now(&message);
     }
 }
 
+/// One copy for every event: the message is called through a pointer.
 #[cold]
 #[inline(never)]
-fn event_now(message: impl FnOnce(&mut Line)) {
+fn event_now(message: &dyn Fn(&mut Line)) {
     let mut line = Line::event();
     message(&mut line);
     line.send();

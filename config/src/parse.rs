@@ -279,9 +279,13 @@ pub struct Errors<'e> {
 }
 
 impl<'e> Errors<'e> {
-    const NONE: Self = Self {
-        slots: [None; VARIABLES.len()],
-    };
+    /// No errors, filled in at run time: a constant would be a kilobyte in the library's
+    /// read-only data (an empty slot is not all zero bytes), copied at every load.
+    fn none() -> Self {
+        Self {
+            slots: core::array::from_fn(|_| None),
+        }
+    }
 
     fn push(&mut self, error: ConfigError<'e>) {
         if let Some(slot) = self.slots.iter_mut().find(|slot| slot.is_none()) {
@@ -328,7 +332,7 @@ pub fn parse<'e>(mut lookup: impl FnMut(&str) -> Option<&'e [u8]>) -> Parsed<'e>
 pub fn parse_by_index<'e>(lookup: impl FnMut(usize) -> Option<&'e [u8]>) -> Parsed<'e> {
     let mut reader = Reader {
         lookup,
-        errors: Errors::NONE,
+        errors: Errors::none(),
     };
     let defaults = Config::default();
     let seconds = |text: &str| value::seconds(text, 1, MAX_KEEPALIVE_SECONDS).ok_or(());

@@ -116,6 +116,7 @@ pub(super) fn int(value: c_int) -> usize {
     value as isize as usize
 }
 
+#[inline(never)]
 pub fn set_int(fd: c_int, level: c_int, name: c_int, value: c_int) -> Result<(), Errno> {
     set_int_at(fd, level, name, &value)
 }
@@ -135,6 +136,7 @@ pub fn set_int_at(fd: c_int, level: c_int, name: c_int, value: &c_int) -> Result
     checked(result).map(|_| ())
 }
 
+#[inline(never)]
 pub fn get_int(fd: c_int, level: c_int, name: c_int) -> Result<c_int, Errno> {
     let mut value: c_int = 0;
     let mut length = size_of::<c_int>() as socklen_t;
@@ -156,6 +158,7 @@ pub fn get_int(fd: c_int, level: c_int, name: c_int) -> Result<c_int, Errno> {
 }
 
 /// The socket's cookie: the kernel's identity of it, unique for the life of the system.
+#[inline(never)]
 pub fn cookie(fd: c_int) -> Option<u64> {
     let mut value: u64 = 0;
     let mut length = size_of::<u64>() as socklen_t;
