@@ -44,21 +44,15 @@ pub fn enabled(configured: LogLevel, level: LogLevel) -> bool {
 }
 
 /// One `keepalive-preload[pid]: …` line when `configured` lets `level` through; `message`
-/// writes the text after the prefix, and only runs then.
+/// writes the text after the prefix, and only runs then. (Inlined at each event: the
+/// message then needs no function of its own.)
 #[inline(always)]
-pub fn event(configured: LogLevel, level: LogLevel, message: impl Fn(&mut Line)) {
+pub fn event(configured: LogLevel, level: LogLevel, message: impl FnOnce(&mut Line)) {
     if enabled(configured, level) {
-        event_now(&message);
+        let mut line = Line::event();
+        message(&mut line);
+        line.send();
     }
-}
-
-/// One copy for every event: the message is called through a pointer.
-#[cold]
-#[inline(never)]
-fn event_now(message: &dyn Fn(&mut Line)) {
-    let mut line = Line::event();
-    message(&mut line);
-    line.send();
 }
 
 /// Writes a line that carries its own prefix (configuration errors keep the exact form
@@ -117,7 +111,10 @@ impl Line {
     #[inline(never)]
     fn event() -> Self {
         let mut line = Self::new();
-        line.put(PREFIX).put("[").number(sys::pid()).put("]: ");
+        line.put(PREFIX)
+            .put("[")
+            .number(sys::pid().into())
+            .put("]: ");
         line
     }
 
@@ -127,7 +124,7 @@ impl Line {
         let dropped = DROPPED.load(Ordering::Relaxed);
         if dropped > 0 {
             self.put(" [")
-                .number(dropped)
+                .number(dropped.into())
                 .put(" earlier lines dropped]");
         }
         if write_whole(self.finish()) {
@@ -142,9 +139,8 @@ impl Line {
         self
     }
 
-    #[inline(never)]
-    pub fn number(&mut self, value: impl Into<i64>) -> &mut Self {
-        signed(self, value.into());
+    pub fn number(&mut self, value: i64) -> &mut Self {
+        signed(self, value);
         self
     }
 

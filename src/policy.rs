@@ -65,7 +65,7 @@ fn after_tcp_socket_otherwise(fd: c_int) {
     }
     log::event(runtime.log, LogLevel::Debug, |line| {
         line.put("fd ")
-            .number(fd)
+            .number(fd.into())
             .put(" configured at socket():")
             .show(&Planned(runtime));
     });
@@ -225,7 +225,7 @@ fn settle(runtime: &Runtime, fd: c_int, decision: Decision, record: Option<Recor
     if !decision.targeted() {
         log::event(runtime.log, LogLevel::Debug, |line| {
             line.put("fd ")
-                .number(fd)
+                .number(fd.into())
                 .put(" left alone at ")
                 .show(&event)
                 .put(": ")
@@ -255,7 +255,7 @@ fn settle(runtime: &Runtime, fd: c_int, decision: Decision, record: Option<Recor
     }
     log::event(runtime.log, LogLevel::Debug, |line| {
         line.put("fd ")
-            .number(fd)
+            .number(fd.into())
             .put(" configured at ")
             .show(&event)
             .put(":")
@@ -319,7 +319,6 @@ fn publish_watched(runtime: Option<&Runtime>) {
 
 /// After a setsockopt of another option that `may_watch_setsockopt` let through because the
 /// library was not loaded then: once it is, such calls go straight to the real function.
-#[inline(never)]
 pub fn loaded_since() {
     if let Some(runtime) = runtime::settled() {
         publish_watched(runtime);
@@ -375,11 +374,13 @@ pub fn after_setsockopt(fd: c_int, option: SocketOption) {
     let _ = sys::set_int(fd, option.level(), option.name(), chosen);
     log::event(runtime.log, LogLevel::Debug, |line| {
         line.put("fd ")
-            .number(fd)
+            .number(fd.into())
             .put(": program set ")
             .put(option.label())
             .put("=");
-        line.number(asked).put(", applying ").number(chosen);
+        line.number(asked.into())
+            .put(", applying ")
+            .number(chosen.into());
         line.put(" (KEEPALIVE_OVERRIDE=")
             .put(runtime.policy.name())
             .put(")");

@@ -109,12 +109,19 @@ impl SocketOption {
         }
     }
 
+    // level and name are not read through `row`'s match: the library asks for them in many
+    // places, and a match becomes a lookup table in each.
+
     pub const fn level(self) -> i32 {
-        self.row().level
+        if matches!(self, Self::KeepAlive) {
+            SOL_SOCKET
+        } else {
+            IPPROTO_TCP
+        }
     }
 
     pub const fn name(self) -> i32 {
-        self.row().name
+        NAMES[self as usize]
     }
 
     pub const fn label(self) -> &'static str {
@@ -164,6 +171,16 @@ impl SocketOption {
     }
 }
 
+/// Each option's name, in `SocketOption`'s order, from its row.
+static NAMES: [i32; SocketOption::COUNT] = {
+    let mut names = [0; SocketOption::COUNT];
+    let mut index = 0;
+    while index < SocketOption::COUNT {
+        names[index] = SocketOption::ALL[index].row().name;
+        index += 1;
+    }
+    names
+};
 /// The kernel's keepalive timings for sockets that set none (the net.ipv4.tcp_keepalive_*
 /// sysctls of a network namespace).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -300,6 +300,7 @@ pub fn pid() -> c_int {
 }
 
 /// Ends the process at once with `status` (before main: no atexit handler to run).
+#[inline(always)]
 pub fn exit_now(status: c_int) -> ! {
     loop {
         // SAFETY: exit_group takes an int and does not return.
