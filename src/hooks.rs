@@ -24,11 +24,8 @@ fn errno() -> c_int {
 pub unsafe extern "C" fn socket(domain: c_int, kind: c_int, protocol: c_int) -> c_int {
     // Judged from the arguments (values, not memory) before the call: less to keep across it.
     let tcp = policy::is_tcp_request(domain, kind, protocol);
-    let Some(real) = real::socket() else {
-        return real::missing();
-    };
     // SAFETY: the program's own call, forwarded unchanged.
-    let fd = unsafe { real(domain, kind, protocol) };
+    let fd = unsafe { real::socket()(domain, kind, protocol) };
     if tcp && fd >= 0 {
         policy::after_tcp_socket(fd);
     }
@@ -39,11 +36,8 @@ pub unsafe extern "C" fn socket(domain: c_int, kind: c_int, protocol: c_int) -> 
 /// The C `connect` contract.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn connect(fd: c_int, address: *const sockaddr, length: socklen_t) -> c_int {
-    let Some(real) = real::connect() else {
-        return real::missing();
-    };
     // SAFETY: the program's own call, forwarded unchanged.
-    let result = unsafe { real(fd, address, length) };
+    let result = unsafe { real::connect()(fd, address, length) };
     // EINPROGRESS (nonblocking) and EINTR (a blocking one interrupted by a signal): the kernel
     // took the address and the connection goes on without the program waiting for it.
     // EALREADY: an earlier interrupted call's connection is still under way.
@@ -57,11 +51,8 @@ pub unsafe extern "C" fn connect(fd: c_int, address: *const sockaddr, length: so
 /// The C `listen` contract.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn listen(fd: c_int, backlog: c_int) -> c_int {
-    let Some(real) = real::listen() else {
-        return real::missing();
-    };
     // SAFETY: the program's own call, forwarded unchanged.
-    let result = unsafe { real(fd, backlog) };
+    let result = unsafe { real::listen()(fd, backlog) };
     if result == 0 {
         policy::after_listen(fd);
     }
@@ -76,11 +67,8 @@ pub unsafe extern "C" fn accept(
     address: *mut sockaddr,
     length: *mut socklen_t,
 ) -> c_int {
-    let Some(real) = real::accept() else {
-        return real::missing();
-    };
     // SAFETY: the program's own call, forwarded unchanged.
-    let accepted = unsafe { real(fd, address, length) };
+    let accepted = unsafe { real::accept()(fd, address, length) };
     if accepted >= 0 {
         policy::after_accept(fd, accepted);
     }
@@ -96,11 +84,8 @@ pub unsafe extern "C" fn accept4(
     length: *mut socklen_t,
     flags: c_int,
 ) -> c_int {
-    let Some(real) = real::accept4() else {
-        return real::missing();
-    };
     // SAFETY: the program's own call, forwarded unchanged.
-    let accepted = unsafe { real(fd, address, length, flags) };
+    let accepted = unsafe { real::accept4()(fd, address, length, flags) };
     if accepted >= 0 {
         policy::after_accept(fd, accepted);
     }
@@ -124,14 +109,8 @@ pub unsafe extern "C" fn setsockopt(
         // SAFETY: the program's own call, forwarded unchanged.
         return unsafe { setsockopt_watched(fd, level, name, value, length) };
     }
-    match real::resolved::setsockopt() {
-        // SAFETY: the program's own call, forwarded unchanged.
-        Some(real) => unsafe { real(fd, level, name, value, length) },
-        // Not resolved yet (or missing): the function that resolves it, and that may have work
-        // after the call if the library has loaded meanwhile.
-        // SAFETY: the program's own call, forwarded unchanged.
-        None => unsafe { setsockopt_watched(fd, level, name, value, length) },
-    }
+    // SAFETY: the program's own call, forwarded unchanged.
+    unsafe { real::setsockopt()(fd, level, name, value, length) }
 }
 
 /// A setsockopt that may need work after the real call.
@@ -146,11 +125,8 @@ unsafe extern "C" fn setsockopt_watched(
     value: *const c_void,
     length: socklen_t,
 ) -> c_int {
-    let Some(real) = real::setsockopt() else {
-        return real::missing();
-    };
     // SAFETY: the program's own call, forwarded unchanged.
-    let result = unsafe { real(fd, level, name, value, length) };
+    let result = unsafe { real::setsockopt()(fd, level, name, value, length) };
     if result == 0 {
         match SocketOption::from_level_and_name(level, name) {
             // What the program asked for is read back from the kernel, not from `value`: the

@@ -163,7 +163,7 @@ fn locate(address: usize) -> Option<Located> {
 /// appends. So a preload comes before the C library that defines `socket`.
 fn loaded_at_start() -> bool {
     let ours = locate(loaded_at_start as *const () as usize);
-    let libc = locate(real::socket().map_or(0, |socket| socket as usize));
+    let libc = locate(real::socket() as usize);
     match (ours, libc) {
         (Some(ours), Some(libc)) => ours.index < libc.index,
         // Cannot tell: behave as a preload (the common case).
