@@ -7,6 +7,7 @@
 
 use core::ffi::{c_char, c_int, c_void};
 
+use keepalive_config::show::Out;
 use keepalive_config::text::split;
 use keepalive_config::variables::{NAMES, VARIABLES};
 use keepalive_config::{LogLevel, preload_list};
@@ -58,8 +59,8 @@ fn entries() -> impl Iterator<Item = (usize, &'static [u8])> {
 }
 
 /// The value of `name=` in one environment entry.
-fn value_of<'e>(entry: &'e [u8], name: &str) -> Option<&'e [u8]> {
-    let rest = entry.strip_prefix(name.as_bytes())?;
+fn value_of<'e>(entry: &'e [u8], name: &[u8]) -> Option<&'e [u8]> {
+    let rest = entry.strip_prefix(name)?;
     rest.strip_prefix(b"=")
 }
 
@@ -72,7 +73,7 @@ impl Environment {
     pub fn read() -> Self {
         let mut values = [None; VARIABLES.len()];
         for (_, entry) in entries().filter(|(_, entry)| entry.starts_with(b"KEEP")) {
-            for (slot, name) in values.iter_mut().zip(split(NAMES, b'|')) {
+            for (slot, name) in values.iter_mut().zip(split(NAMES.as_bytes(), b'|')) {
                 if let Some(value) = value_of(entry, name) {
                     // The first entry wins, as getenv's does.
                     slot.get_or_insert(value);
@@ -205,7 +206,7 @@ pub fn leave_out_of_children(log_level: LogLevel) {
         return;
     };
     let Some((index, list)) =
-        entries().find_map(|(index, entry)| Some((index, value_of(entry, "LD_PRELOAD")?)))
+        entries().find_map(|(index, entry)| Some((index, value_of(entry, b"LD_PRELOAD")?)))
     else {
         return;
     };
@@ -228,13 +229,13 @@ pub fn leave_out_of_children(log_level: LogLevel) {
     name.copy_from_slice(NAME);
     let Some(remaining) = rest
         .get_mut(..list.len())
-        .and_then(|out| preload_list::without(list, library, out))
+        .and_then(|out| preload_list::without(list.as_bytes(), library.as_bytes(), out))
     else {
         return;
     };
     let shown = if remaining.is_empty() {
         remove_entry(index);
-        ""
+        &[]
     } else {
         // SAFETY: `index` is the LD_PRELOAD entry found above; the new string is
         // NUL-terminated (the mapping is zeroed past what `without` wrote) and lives forever.
@@ -242,9 +243,9 @@ pub fn leave_out_of_children(log_level: LogLevel) {
         remaining
     };
     log::event(log_level, LogLevel::Info, |line| {
-        line.put("KEEPALIVE_INHERIT=no: LD_PRELOAD for children is now \"")
-            .put(shown)
-            .put("\"");
+        line.put("KEEPALIVE_INHERIT=no: LD_PRELOAD for children is now \"");
+        line.bytes(shown);
+        line.put("\"");
     });
 }
 

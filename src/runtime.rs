@@ -258,7 +258,7 @@ fn decide(
         });
         return None;
     }
-    if !config.acts_in_program(exe.into_iter().chain(argv0)) {
+    if !config.acts_in_program(exe.into_iter().chain(argv0).map(str::as_bytes)) {
         log::event(config.log, LogLevel::Info, |line| {
             line.put(program)
                 .put(" is not in KEEPALIVE_PROGRAMS: doing nothing");

@@ -12,12 +12,6 @@ pub const SHOWN_BYTES: usize = 64;
 #[derive(Clone, Copy, Debug)]
 pub struct Quoted<'a>(pub &'a [u8]);
 
-impl<'a> Quoted<'a> {
-    pub fn str(text: &'a str) -> Self {
-        Self(text.as_bytes())
-    }
-}
-
 impl Show for Quoted<'_> {
     fn show<O: Out>(&self, out: &mut O) {
         let shown = self.0.get(..SHOWN_BYTES).unwrap_or(self.0);
@@ -92,17 +86,19 @@ impl<'a> Escape<'a> {
     }
 }
 
-/// A list as the user gave it, unquoted, elided after [`SHOWN_BYTES`] (for summaries).
+/// A list as the user gave it (UTF-8), unquoted, elided after [`SHOWN_BYTES`] at a character's
+/// start (for summaries).
 #[derive(Clone, Copy, Debug)]
-pub struct Elided<'a>(pub &'a str);
+pub struct Elided<'a>(pub &'a [u8]);
 
 impl Show for Elided<'_> {
     fn show<O: Out>(&self, out: &mut O) {
         let mut end = self.0.len().min(SHOWN_BYTES);
-        while !self.0.is_char_boundary(end) {
+        // Back to the start of the character at `end` (a continuation byte is 0b10xx_xxxx).
+        while end > 0 && self.0.get(end).is_some_and(|&byte| byte & 0xc0 == 0x80) {
             end -= 1;
         }
-        out.text(self.0.get(..end).unwrap_or(""));
+        out.bytes(self.0.get(..end).unwrap_or(&[]));
         if end < self.0.len() {
             out.text("…");
         }
@@ -111,13 +107,13 @@ impl Show for Elided<'_> {
 
 display_via_show!(Quoted<'_>, Elided<'_>);
 
-/// `text` split at every `separator` byte (an ASCII byte, so every piece is a `str`); like
-/// `str::split`, without its searcher's panic paths.
-pub fn split(text: &str, separator: u8) -> impl Iterator<Item = &str> + Clone {
-    let mut rest = Some(text);
+/// `bytes` split at every `separator` byte; like `str::split`, without its searcher's panic
+/// paths. (A value split at an ASCII byte stays UTF-8 if it was.)
+pub fn split(bytes: &[u8], separator: u8) -> impl Iterator<Item = &[u8]> + Clone {
+    let mut rest = Some(bytes);
     core::iter::from_fn(move || {
         let current = rest?;
-        match current.bytes().position(|byte| byte == separator) {
+        match current.iter().position(|&byte| byte == separator) {
             Some(at) => {
                 rest = current.get(at + 1..);
                 current.get(..at)
@@ -130,10 +126,10 @@ pub fn split(text: &str, separator: u8) -> impl Iterator<Item = &str> + Clone {
     })
 }
 
-/// `text` split at the first `separator` byte.
-pub fn split_once(text: &str, separator: u8) -> Option<(&str, &str)> {
-    let at = text.bytes().position(|byte| byte == separator)?;
-    Some((text.get(..at)?, text.get(at + 1..)?))
+/// `bytes` split at the first `separator` byte.
+pub fn split_once(bytes: &[u8], separator: u8) -> Option<(&[u8], &[u8])> {
+    let at = bytes.iter().position(|&byte| byte == separator)?;
+    Some((bytes.get(..at)?, bytes.get(at + 1..)?))
 }
 
 /// Copies `bytes` into `out` at `at`; the end of what was written, or `None` when it does not
@@ -149,9 +145,9 @@ pub fn put(out: &mut [u8], at: usize, bytes: &[u8]) -> Option<usize> {
 }
 
 /// What follows the last `/` of a path.
-pub fn base_name(path: &str) -> &str {
-    match path.bytes().rposition(|byte| byte == b'/') {
-        Some(at) => path.get(at + 1..).unwrap_or(""),
+pub fn base_name(path: &[u8]) -> &[u8] {
+    match path.iter().rposition(|&byte| byte == b'/') {
+        Some(at) => path.get(at + 1..).unwrap_or(&[]),
         None => path,
     }
 }
@@ -184,8 +180,35 @@ mod tests {
         let shown = format!("{}", Quoted(&long));
         assert_eq!(shown.len(), 1 + SHOWN_BYTES + '…'.len_utf8() + 1);
         assert!(shown.ends_with("x…\""));
-        assert_eq!(format!("{}", Elided("ab")), "ab");
-        assert!(format!("{}", Elided(&"é".repeat(100))).ends_with('…'));
+        assert_eq!(format!("{}", Elided(b"ab")), "ab");
+        let accents = "é".repeat(100);
+        assert_eq!(
+            format!("{}", Elided(accents.as_bytes())),
+            format!("{}…", "é".repeat(SHOWN_BYTES / 2))
+        );
+        let odd = std::format!("x{accents}");
+        assert_eq!(
+            format!("{}", Elided(odd.as_bytes())),
+            format!("x{}…", "é".repeat(SHOWN_BYTES / 2 - 1))
+        );
+    }
+
+    #[test]
+    fn splits_like_str_split() {
+        for text in ["", ",", "a", "a,b", ",a,,b,", "é,\u{2c}x"] {
+            let bytes: std::vec::Vec<&[u8]> = split(text.as_bytes(), b',').collect();
+            let strs: std::vec::Vec<&[u8]> = text.split(',').map(str::as_bytes).collect();
+            assert_eq!(bytes, strs, "{text:?}");
+            assert_eq!(
+                split_once(text.as_bytes(), b','),
+                text.split_once(',')
+                    .map(|(a, b)| (a.as_bytes(), b.as_bytes())),
+                "{text:?}"
+            );
+        }
+        assert_eq!(base_name(b"/usr/bin/redis-server"), b"redis-server");
+        assert_eq!(base_name(b"redis-server"), b"redis-server");
+        assert_eq!(base_name(b"/x/\xff/"), b"");
     }
 
     #[test]

@@ -40,6 +40,19 @@ pub fn sequence(bytes: &[u8]) -> (usize, bool) {
     (width, true)
 }
 
+/// Whether `bytes` are UTF-8 throughout (what `core::str::from_utf8` accepts).
+pub fn is_utf8(bytes: &[u8]) -> bool {
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let (length, valid) = sequence(rest);
+        if !valid {
+            return false;
+        }
+        rest = rest.get(length..).unwrap_or(&[]);
+    }
+    true
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -90,6 +103,11 @@ pub(crate) mod tests {
     fn sequences_are_what_from_utf8_finds() {
         for bytes in samples() {
             assert_eq!(sequence(&bytes), reference(&bytes), "{bytes:02x?}");
+            assert_eq!(
+                is_utf8(&bytes),
+                core::str::from_utf8(&bytes).is_ok(),
+                "{bytes:02x?}"
+            );
         }
     }
 
@@ -108,6 +126,7 @@ pub(crate) mod tests {
             &[0xc1, 0xbf],
             &[0xf8, 0x88, 0x80, 0x80, 0x80],
         ] {
+            assert!(!is_utf8(bad), "{bad:02x?}");
             assert_eq!(sequence(bad), (1, false), "{bad:02x?}");
         }
     }
