@@ -7,8 +7,7 @@
 
 use core::ffi::{c_char, c_int, c_void};
 
-use keepalive_config::show::Out;
-use keepalive_config::text::split;
+use keepalive_config::text::{Verbatim, split};
 use keepalive_config::variables::{NAMES, VARIABLES};
 use keepalive_config::{LogLevel, preload_list};
 
@@ -95,7 +94,8 @@ pub fn secure_execution() -> bool {
     unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
 }
 
-pub fn argv0() -> Option<&'static str> {
+/// argv[0]'s bytes, UTF-8 or not.
+pub fn argv0() -> Option<&'static [u8]> {
     // SAFETY: set by the C library before any constructor runs; points to argv[0], which
     // lives as long as the process, or is null.
     let name = unsafe { program_invocation_name };
@@ -103,7 +103,7 @@ pub fn argv0() -> Option<&'static str> {
         return None;
     }
     // SAFETY: non-null, NUL-terminated argv string.
-    core::str::from_utf8(unsafe { c_bytes(name) }).ok()
+    Some(unsafe { c_bytes(name) })
 }
 
 /// Where an address lies among the loaded objects: the object's position in ld.so's list and
@@ -186,15 +186,16 @@ impl AtStart {
     }
 }
 
-/// The path this library was loaded from, as ld.so recorded it.
-fn own_library_path() -> Option<&'static str> {
+/// The path this library was loaded from, as ld.so recorded it (bytes, as ld.so reads
+/// LD_PRELOAD).
+fn own_library_path() -> Option<&'static [u8]> {
     let name = locate(own_library_path as *const () as usize)?.name;
     if name.is_null() {
         return None;
     }
     // SAFETY: ld.so's NUL-terminated path of a loaded object, alive as long as it is loaded
     // (a preload: the whole process).
-    core::str::from_utf8(unsafe { c_bytes(name) }).ok()
+    Some(unsafe { c_bytes(name) })
 }
 
 /// KEEPALIVE_INHERIT=no: takes this library out of LD_PRELOAD so that programs this process
@@ -208,9 +209,6 @@ pub fn leave_out_of_children(log_level: LogLevel) {
     let Some((index, list)) =
         entries().find_map(|(index, entry)| Some((index, value_of(entry, b"LD_PRELOAD")?)))
     else {
-        return;
-    };
-    let Ok(list) = core::str::from_utf8(list) else {
         return;
     };
     const NAME: &[u8] = b"LD_PRELOAD=";
@@ -229,7 +227,7 @@ pub fn leave_out_of_children(log_level: LogLevel) {
     name.copy_from_slice(NAME);
     let Some(remaining) = rest
         .get_mut(..list.len())
-        .and_then(|out| preload_list::without(list.as_bytes(), library.as_bytes(), out))
+        .and_then(|out| preload_list::without(list, library, out))
     else {
         return;
     };
@@ -243,9 +241,9 @@ pub fn leave_out_of_children(log_level: LogLevel) {
         remaining
     };
     log::event(log_level, LogLevel::Info, |line| {
-        line.put("KEEPALIVE_INHERIT=no: LD_PRELOAD for children is now \"");
-        line.bytes(shown);
-        line.put("\"");
+        line.put("KEEPALIVE_INHERIT=no: LD_PRELOAD for children is now \"")
+            .show(&Verbatim(shown))
+            .put("\"");
     });
 }
 

@@ -130,22 +130,15 @@ mod tests {
         }
     }
 
-    /// Bytes as they are, whatever they hold.
-    struct Raw(&'static [u8]);
-
-    impl Show for Raw {
-        fn show<O: Out>(&self, out: &mut O) {
-            out.bytes(self.0);
-        }
-    }
-
-    display_via_show!(Raw);
-
     #[test]
     fn a_formatter_gets_utf8_whatever_the_bytes() {
+        use crate::text::Verbatim;
         use std::string::ToString;
-        assert_eq!(Raw("aé\u{85}".as_bytes()).to_string(), "aé\u{85}");
-        assert_eq!(Raw(b"a\xffb\xe2\x82").to_string(), "a\u{fffd}b\u{fffd}");
+        assert_eq!(Verbatim("aé\u{85}".as_bytes()).to_string(), "aé\u{85}");
+        assert_eq!(
+            Verbatim(b"a\xffb\xe2\x82").to_string(),
+            "a\u{fffd}b\u{fffd}"
+        );
     }
 
     #[test]

@@ -105,7 +105,18 @@ impl Show for Elided<'_> {
     }
 }
 
-display_via_show!(Quoted<'_>, Elided<'_>);
+/// Bytes as the process gave them (a path, a name), unquoted and unescaped: the library shows
+/// them as they are, a `Formatter` gets U+FFFD for what is not UTF-8.
+#[derive(Clone, Copy, Debug)]
+pub struct Verbatim<'a>(pub &'a [u8]);
+
+impl Show for Verbatim<'_> {
+    fn show<O: Out>(&self, out: &mut O) {
+        out.bytes(self.0);
+    }
+}
+
+display_via_show!(Quoted<'_>, Elided<'_>, Verbatim<'_>);
 
 /// `bytes` split at every `separator` byte; like `str::split`, without its searcher's panic
 /// paths. (A value split at an ASCII byte stays UTF-8 if it was.)
