@@ -161,10 +161,10 @@ impl Line {
 
 impl Out for Line {
     #[inline(never)]
-    fn text(&mut self, text: &str) {
+    fn bytes(&mut self, bytes: &[u8]) {
         // Truncated to what fits, always keeping a byte for the newline.
         let room = (LINE_CAPACITY - 1).saturating_sub(self.length);
-        let shown = text.as_bytes().get(..room).unwrap_or(text.as_bytes());
+        let shown = bytes.get(..room).unwrap_or(bytes);
         if let Some(end) = put(&mut self.bytes, self.length, shown) {
             self.length = end;
         }

@@ -7,7 +7,7 @@
 
 use core::ffi::{c_char, c_int, c_void};
 
-use keepalive_config::text::split;
+use keepalive_config::text::{Verbatim, split};
 use keepalive_config::variables::{NAMES, VARIABLES};
 use keepalive_config::{LogLevel, preload_list};
 
@@ -58,8 +58,8 @@ fn entries() -> impl Iterator<Item = (usize, &'static [u8])> {
 }
 
 /// The value of `name=` in one environment entry.
-fn value_of<'e>(entry: &'e [u8], name: &str) -> Option<&'e [u8]> {
-    let rest = entry.strip_prefix(name.as_bytes())?;
+fn value_of<'e>(entry: &'e [u8], name: &[u8]) -> Option<&'e [u8]> {
+    let rest = entry.strip_prefix(name)?;
     rest.strip_prefix(b"=")
 }
 
@@ -72,7 +72,7 @@ impl Environment {
     pub fn read() -> Self {
         let mut values = [None; VARIABLES.len()];
         for (_, entry) in entries().filter(|(_, entry)| entry.starts_with(b"KEEP")) {
-            for (slot, name) in values.iter_mut().zip(split(NAMES, b'|')) {
+            for (slot, name) in values.iter_mut().zip(split(NAMES.as_bytes(), b'|')) {
                 if let Some(value) = value_of(entry, name) {
                     // The first entry wins, as getenv's does.
                     slot.get_or_insert(value);
@@ -94,7 +94,8 @@ pub fn secure_execution() -> bool {
     unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
 }
 
-pub fn argv0() -> Option<&'static str> {
+/// argv[0]'s bytes, UTF-8 or not.
+pub fn argv0() -> Option<&'static [u8]> {
     // SAFETY: set by the C library before any constructor runs; points to argv[0], which
     // lives as long as the process, or is null.
     let name = unsafe { program_invocation_name };
@@ -102,7 +103,7 @@ pub fn argv0() -> Option<&'static str> {
         return None;
     }
     // SAFETY: non-null, NUL-terminated argv string.
-    core::str::from_utf8(unsafe { c_bytes(name) }).ok()
+    Some(unsafe { c_bytes(name) })
 }
 
 /// Where an address lies among the loaded objects: the object's position in ld.so's list and
@@ -185,15 +186,16 @@ impl AtStart {
     }
 }
 
-/// The path this library was loaded from, as ld.so recorded it.
-fn own_library_path() -> Option<&'static str> {
+/// The path this library was loaded from, as ld.so recorded it (bytes, as ld.so reads
+/// LD_PRELOAD).
+fn own_library_path() -> Option<&'static [u8]> {
     let name = locate(own_library_path as *const () as usize)?.name;
     if name.is_null() {
         return None;
     }
     // SAFETY: ld.so's NUL-terminated path of a loaded object, alive as long as it is loaded
     // (a preload: the whole process).
-    core::str::from_utf8(unsafe { c_bytes(name) }).ok()
+    Some(unsafe { c_bytes(name) })
 }
 
 /// KEEPALIVE_INHERIT=no: takes this library out of LD_PRELOAD so that programs this process
@@ -205,11 +207,8 @@ pub fn leave_out_of_children(log_level: LogLevel) {
         return;
     };
     let Some((index, list)) =
-        entries().find_map(|(index, entry)| Some((index, value_of(entry, "LD_PRELOAD")?)))
+        entries().find_map(|(index, entry)| Some((index, value_of(entry, b"LD_PRELOAD")?)))
     else {
-        return;
-    };
-    let Ok(list) = core::str::from_utf8(list) else {
         return;
     };
     const NAME: &[u8] = b"LD_PRELOAD=";
@@ -234,7 +233,7 @@ pub fn leave_out_of_children(log_level: LogLevel) {
     };
     let shown = if remaining.is_empty() {
         remove_entry(index);
-        ""
+        &[]
     } else {
         // SAFETY: `index` is the LD_PRELOAD entry found above; the new string is
         // NUL-terminated (the mapping is zeroed past what `without` wrote) and lives forever.
@@ -243,7 +242,7 @@ pub fn leave_out_of_children(log_level: LogLevel) {
     };
     log::event(log_level, LogLevel::Info, |line| {
         line.put("KEEPALIVE_INHERIT=no: LD_PRELOAD for children is now \"")
-            .put(shown)
+            .show(&Verbatim(shown))
             .put("\"");
     });
 }

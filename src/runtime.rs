@@ -9,6 +9,7 @@ use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicI32, AtomicPtr, AtomicU8, Ordering};
 
 use keepalive_config::show::Show;
+use keepalive_config::text::Verbatim;
 use keepalive_config::{
     Config, KernelDefaults, LogLevel, NetRange, NetSet, Override, PREFIX, Parsed, Plan, PortSet,
     SocketOption,
@@ -234,7 +235,7 @@ fn build() -> Option<Runtime> {
 /// `then` with the executable's path, read into a buffer on the stack (nothing to clear,
 /// nothing mapped), in a frame of its own: only when a setting needs it.
 #[inline(never)]
-fn with_executable_path<R>(then: impl FnOnce(Option<&str>) -> R) -> R {
+fn with_executable_path<R>(then: impl FnOnce(Option<&[u8]>) -> R) -> R {
     let mut buffer = [MaybeUninit::<u8>::uninit(); 4096];
     then(sys::executable_path(&mut buffer))
 }
@@ -242,25 +243,25 @@ fn with_executable_path<R>(then: impl FnOnce(Option<&str>) -> R) -> R {
 /// Whether and how to act in this process, and the runtime if it does.
 fn decide(
     parsed: &Parsed<'static>,
-    exe: Option<&str>,
+    exe: Option<&[u8]>,
     at_start: &mut process::AtStart,
 ) -> Option<Runtime> {
     let config = parsed.config;
     let argv0 = process::argv0();
-    let program = exe.or(argv0).unwrap_or("?");
+    let program = Verbatim(exe.or(argv0).unwrap_or(b"?"));
     // Whether to act here is decided first: a bad value, even under KEEPALIVE_STRICT, is no
     // business of a program the library leaves alone (a system-wide install).
     if !config.enabled {
         log::event(config.log, LogLevel::Info, |line| {
             line.put("KEEPALIVE is off in ")
-                .put(program)
+                .show(&program)
                 .put(": doing nothing");
         });
         return None;
     }
     if !config.acts_in_program(exe.into_iter().chain(argv0)) {
         log::event(config.log, LogLevel::Info, |line| {
-            line.put(program)
+            line.show(&program)
                 .put(" is not in KEEPALIVE_PROGRAMS: doing nothing");
         });
         return None;
@@ -293,7 +294,7 @@ fn decide(
     if config.filters_by_address() && !at_start.get() {
         log::event(config.log, LogLevel::Error, |line| {
             line.put("KEEPALIVE_PORTS/KEEPALIVE_NETS: loaded into a running program (not at its start): doing nothing in ")
-                .put(program);
+                .show(&program);
         });
         return None;
     }
@@ -307,14 +308,14 @@ fn decide(
     match runtime {
         Some(_) => log::event(config.log, LogLevel::Info, |line| {
             line.put("active in ")
-                .put(program)
+                .show(&program)
                 .put(": ")
                 .show(&config.summary(kernel));
         }),
         // Without its filter the policy would reach sockets it must not: nothing instead.
         None => log::event(config.log, LogLevel::Error, |line| {
             line.put("no memory for the filters in ")
-                .put(program)
+                .show(&program)
                 .put(": doing nothing");
         }),
     }

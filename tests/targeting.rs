@@ -310,34 +310,6 @@ fn programs_match_argv0_too() {
     assert_eq!(out.line("tcp4"), configured(), "{out}");
 }
 
-fn inherit_run(preload: &str, inherit: &str) -> Output {
-    let probe_exe = probe_path();
-    let probe_exe = probe_exe.to_str().expect("utf-8");
-    probe(&[
-        "report",
-        "tcp4",
-        "+",
-        "env",
-        "LD_PRELOAD",
-        "+",
-        "maps",
-        "+",
-        "exec",
-        probe_exe,
-        "report",
-        "tcp4",
-        "+",
-        "env",
-        "LD_PRELOAD",
-        "+",
-        "maps",
-    ])
-    .env("LD_PRELOAD", preload)
-    .env("KEEPALIVE_INHERIT", inherit)
-    .envs(&TIMINGS)
-    .run_ok()
-}
-
 fn lines(out: &Output) -> Vec<&str> {
     out.stdout.lines().collect()
 }
@@ -356,7 +328,7 @@ fn inherit_no_keeps_the_process_configured_and_children_clean() {
             .join(":")
     };
     let others = list(&[&first, &last]);
-    let out = inherit_run(&list(&[&first, &ours, &last]), "no");
+    let out = inherit_run(list(&[&first, &ours, &last]), "no");
     let configured = configured();
     let untouched = untouched();
     assert_eq!(

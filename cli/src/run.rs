@@ -93,12 +93,13 @@ pub fn prepend_preload(library: &Path, existing: Option<&OsStr>) -> Result<Strin
         .transpose()?;
     let mut rest = vec![0; existing.map_or(0, str::len)];
     let rest = existing
-        .and_then(|list| preload_list::without(list, library, &mut rest))
-        .unwrap_or("");
+        .and_then(|list| preload_list::without(list.as_bytes(), library.as_bytes(), &mut rest))
+        .unwrap_or_default();
     Ok(if rest.is_empty() {
         library.to_owned()
     } else {
-        format!("{library}:{rest}")
+        // Entries of a UTF-8 list joined by colons: UTF-8, never replaced.
+        format!("{library}:{}", String::from_utf8_lossy(rest))
     })
 }
 

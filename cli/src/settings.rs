@@ -26,6 +26,11 @@ pub fn from_own_environment() -> Parsed<'static> {
     parse_kept(|name| std::env::var_os(name))
 }
 
+/// A filter list as the user wrote it, or `any` when it is not set.
+pub fn list_or_any(list: Option<impl std::fmt::Display>) -> String {
+    list.map_or_else(|| "any".to_owned(), |list| list.to_string())
+}
+
 /// The lookup structures behind a configuration's filters, for [`Targeting::decide`].
 #[derive(Debug)]
 pub struct Filters {

@@ -122,11 +122,11 @@ fn filtered_cgroup(tag: &str, ports: &str, nets: &str) -> TestCgroup {
 
 /// The lookup structures of the filters, built by keepalive-config as the library builds them.
 fn filters(ports: &str, nets: &str) -> (keepalive_config::PortSet, Vec<NetRange>) {
-    let list = NetList::parse(nets).unwrap();
+    let list = NetList::parse(nets.as_bytes()).unwrap();
     let mut storage = vec![NetRange::default(); list.len()];
     let used = list.build(&mut storage).len();
     storage.truncate(used);
-    (PortList::parse(ports).unwrap().to_set(), storage)
+    (PortList::parse(ports.as_bytes()).unwrap().to_set(), storage)
 }
 
 fn targeting_of<'a>(ports: &'a keepalive_config::PortSet, nets: &'a [NetRange]) -> Targeting<'a> {

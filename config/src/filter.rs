@@ -1,7 +1,7 @@
-//! Targeting filters, validated once at parse and kept as the text the user wrote; each is
-//! turned into a lookup structure where it is used: ports into a 65,536-bit set, networks
-//! into sorted, merged address ranges searched in O(log n). No allocation: the caller owns
-//! the storage.
+//! Targeting filters, validated once at parse and kept as the text the user wrote (UTF-8, as
+//! bytes); each is turned into a lookup structure where it is used: ports into a 65,536-bit
+//! set, networks into sorted, merged address ranges searched in O(log n). No allocation: the
+//! caller owns the storage.
 
 use core::fmt;
 
@@ -16,15 +16,15 @@ use crate::text::{Quoted, base_name, split, split_once};
 pub enum ListProblem<'a> {
     Empty,
     EmptyItem,
-    BadPort(&'a str),
-    NotAscending(&'a str),
-    BadNetwork(&'a str),
+    BadPort(&'a [u8]),
+    NotAscending(&'a [u8]),
+    BadNetwork(&'a [u8]),
     BadPrefix {
-        item: &'a str,
-        prefix: &'a str,
+        item: &'a [u8],
+        prefix: &'a [u8],
         width: u8,
     },
-    BadProgram(&'a str),
+    BadProgram(&'a [u8]),
 }
 
 impl Show for ListProblem<'_> {
@@ -46,29 +46,43 @@ impl Show for ListProblem<'_> {
                 prefix,
                 width,
             } => {
-                Quoted::str(item).show(out);
+                Quoted(item).show(out);
                 out.text(" has prefix length ");
-                Quoted::str(prefix).show(out);
+                Quoted(prefix).show(out);
                 out.text(", not 0..");
                 decimal(out, u64::from(width));
                 return;
             }
             Self::BadProgram(item) => (item, " is not a program base name (no slash, no space)"),
         };
-        Quoted::str(item).show(out);
+        Quoted(item).show(out);
         out.text(rest);
     }
 }
 
 display_via_show!(ListProblem<'_>);
 
+/// Each list shows itself as the user wrote it (`Display` for the command).
+macro_rules! shown_as_written {
+    ($($list:ident),*) => {
+        $(impl Show for $list<'_> {
+            fn show<O: Out>(&self, out: &mut O) {
+                out.bytes(self.text);
+            }
+        })*
+        display_via_show!($($list<'_>),*);
+    };
+}
+
+shown_as_written!(PortList, NetList, ProgramList);
+
 /// Splits a comma-separated list, refusing an empty list or an empty item.
-fn items(text: &str) -> Result<impl Iterator<Item = &str> + Clone, ListProblem<'_>> {
+fn items(text: &[u8]) -> Result<impl Iterator<Item = &[u8]> + Clone, ListProblem<'_>> {
     if text.is_empty() {
         return Err(ListProblem::Empty);
     }
     let items = split(text, b',');
-    if items.clone().any(str::is_empty) {
+    if items.clone().any(<[u8]>::is_empty) {
         return Err(ListProblem::EmptyItem);
     }
     Ok(items)
@@ -78,11 +92,11 @@ fn items(text: &str) -> Result<impl Iterator<Item = &str> + Clone, ListProblem<'
 /// `17000-17999,6379`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PortList<'a> {
-    text: &'a str,
+    text: &'a [u8],
 }
 
 impl<'a> PortList<'a> {
-    pub fn parse(text: &'a str) -> Result<Self, ListProblem<'a>> {
+    pub fn parse(text: &'a [u8]) -> Result<Self, ListProblem<'a>> {
         for item in items(text)? {
             range(item)?;
         }
@@ -114,13 +128,14 @@ impl<'a> PortList<'a> {
             .any(|(first, last)| first <= port && port <= last)
     }
 
-    pub fn as_str(self) -> &'a str {
+    /// The list as the user wrote it (UTF-8).
+    pub fn as_bytes(self) -> &'a [u8] {
         self.text
     }
 }
 
-fn range(item: &str) -> Result<(u16, u16), ListProblem<'_>> {
-    let port = |text: &str| {
+fn range(item: &[u8]) -> Result<(u16, u16), ListProblem<'_>> {
+    let port = |text: &[u8]| {
         crate::value::count(text, 1, 65535)
             .and_then(|port| u16::try_from(port).ok())
             .ok_or(ListProblem::BadPort(item))
@@ -190,12 +205,12 @@ pub struct NetRange {
 /// `KEEPALIVE_NETS`: comma-separated CIDRs, IPv4 and IPv6; a bare address is a /32 or /128.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NetList<'a> {
-    text: &'a str,
+    text: &'a [u8],
     count: usize,
 }
 
 impl<'a> NetList<'a> {
-    pub fn parse(text: &'a str) -> Result<Self, ListProblem<'a>> {
+    pub fn parse(text: &'a [u8]) -> Result<Self, ListProblem<'a>> {
         let mut count = 0;
         for item in items(text)? {
             network(item)?;
@@ -213,7 +228,8 @@ impl<'a> NetList<'a> {
         self.count == 0
     }
 
-    pub fn as_str(self) -> &'a str {
+    /// The list as the user wrote it (UTF-8).
+    pub fn as_bytes(self) -> &'a [u8] {
         self.text
     }
 
@@ -252,7 +268,7 @@ fn mapped(address: IpAddr) -> u128 {
     }
 }
 
-fn network(item: &str) -> Result<NetRange, ListProblem<'_>> {
+fn network(item: &[u8]) -> Result<NetRange, ListProblem<'_>> {
     let (address, prefix) = match split_once(item, b'/') {
         Some((address, prefix)) => (address, Some(prefix)),
         None => (item, None),
@@ -391,17 +407,17 @@ impl<'s> NetSet<'s> {
 /// `KEEPALIVE_PROGRAMS`: comma-separated program base names, e.g. `redis-server,redis-sentinel`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProgramList<'a> {
-    text: &'a str,
+    text: &'a [u8],
 }
 
 impl<'a> ProgramList<'a> {
-    pub fn parse(text: &'a str) -> Result<Self, ListProblem<'a>> {
+    pub fn parse(text: &'a [u8]) -> Result<Self, ListProblem<'a>> {
         for name in items(text)? {
             // ASCII whitespace: what a shell or a unit file would split a name at (and no
             // Unicode table in the library).
             if name
-                .bytes()
-                .any(|byte| byte == b'/' || byte.is_ascii_whitespace())
+                .iter()
+                .any(|&byte| byte == b'/' || byte.is_ascii_whitespace())
             {
                 return Err(ListProblem::BadProgram(name));
             }
@@ -410,14 +426,15 @@ impl<'a> ProgramList<'a> {
     }
 
     /// True when the base name of any of `paths` is listed.
-    pub fn matches_any<'p>(self, paths: impl IntoIterator<Item = &'p str>) -> bool {
+    pub fn matches_any<'p>(self, paths: impl IntoIterator<Item = &'p [u8]>) -> bool {
         paths.into_iter().any(|path| {
             let base = base_name(path);
             split(self.text, b',').any(|name| name == base)
         })
     }
 
-    pub fn as_str(self) -> &'a str {
+    /// The list as the user wrote it (UTF-8).
+    pub fn as_bytes(self) -> &'a [u8] {
         self.text
     }
 }

@@ -8,19 +8,18 @@ use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::text::split;
 
-pub fn parse(text: &str) -> Option<IpAddr> {
+pub fn parse(text: &[u8]) -> Option<IpAddr> {
     if let Some(v4) = parse_v4(text) {
         return Some(IpAddr::V4(v4));
     }
     parse_v6(text).map(IpAddr::V6)
 }
 
-fn parse_v4(text: &str) -> Option<Ipv4Addr> {
+fn parse_v4(text: &[u8]) -> Option<Ipv4Addr> {
     let mut octets = [0u8; 4];
     let mut count = 0;
-    for part in split(text, b'.') {
+    for bytes in split(text, b'.') {
         let slot = octets.get_mut(count)?;
-        let bytes = part.as_bytes();
         if bytes.is_empty() || bytes.len() > 3 || !bytes.iter().all(u8::is_ascii_digit) {
             return None;
         }
@@ -38,7 +37,7 @@ fn parse_v4(text: &str) -> Option<Ipv4Addr> {
 
 /// Up to eight groups of 1–4 hex digits, `::` at most once for a run of zero groups, and an
 /// IPv4 address in place of the last two groups.
-fn parse_v6(text: &str) -> Option<Ipv6Addr> {
+fn parse_v6(text: &[u8]) -> Option<Ipv6Addr> {
     let (head, tail) = match find_double_colon(text) {
         Some(at) => (text.get(..at)?, Some(text.get(at + 2..)?)),
         None => (text, None),
@@ -72,8 +71,7 @@ fn parse_v6(text: &str) -> Option<Ipv6Addr> {
     Some(Ipv6Addr::from(all))
 }
 
-fn find_double_colon(text: &str) -> Option<usize> {
-    let bytes = text.as_bytes();
+fn find_double_colon(bytes: &[u8]) -> Option<usize> {
     let at = bytes.windows(2).position(|pair| pair == b"::")?;
     // A second `::` (beyond the overlapping ":::") is invalid.
     let rest = bytes.get(at + 2..)?;
@@ -85,7 +83,7 @@ fn find_double_colon(text: &str) -> Option<usize> {
 
 /// Parses colon-separated groups into `out`; the last may be a dotted quad (two groups) when
 /// `last_may_be_v4`. An empty text is zero groups.
-fn groups(text: &str, out: &mut [u16; 8], last_may_be_v4: bool) -> Option<usize> {
+fn groups(text: &[u8], out: &mut [u16; 8], last_may_be_v4: bool) -> Option<usize> {
     if text.is_empty() {
         return Some(0);
     }
@@ -93,18 +91,17 @@ fn groups(text: &str, out: &mut [u16; 8], last_may_be_v4: bool) -> Option<usize>
     let mut parts = split(text, b':').peekable();
     while let Some(part) = parts.next() {
         let last = parts.peek().is_none();
-        if last && last_may_be_v4 && part.bytes().any(|byte| byte == b'.') {
+        if last && last_may_be_v4 && part.contains(&b'.') {
             let [a, b, c, d] = parse_v4(part)?.octets();
             *out.get_mut(count)? = u16::from_be_bytes([a, b]);
             *out.get_mut(count + 1)? = u16::from_be_bytes([c, d]);
             count += 2;
             continue;
         }
-        let bytes = part.as_bytes();
-        if bytes.is_empty() || bytes.len() > 4 || !bytes.iter().all(u8::is_ascii_hexdigit) {
+        if part.is_empty() || part.len() > 4 || !part.iter().all(u8::is_ascii_hexdigit) {
             return None;
         }
-        let value = bytes.iter().fold(0u16, |value, digit| {
+        let value = part.iter().fold(0u16, |value, digit| {
             let nibble = match digit {
                 b'0'..=b'9' => digit - b'0',
                 b'a'..=b'f' => digit - b'a' + 10,
@@ -209,7 +206,7 @@ mod tests {
             "1::8",
         ] {
             let std: IpAddr = text.parse().unwrap();
-            assert_eq!(parse(text), Some(std), "{text}");
+            assert_eq!(parse(text.as_bytes()), Some(std), "{text}");
         }
         for bad in [
             "",
@@ -230,7 +227,7 @@ mod tests {
             ":1::",
             "1::2:",
         ] {
-            assert_eq!(parse(bad), None, "{bad}");
+            assert_eq!(parse(bad.as_bytes()), None, "{bad}");
             assert!(bad.parse::<IpAddr>().is_err(), "std accepts {bad}");
         }
     }

@@ -22,6 +22,7 @@ pub mod show;
 pub mod sockaddr;
 mod target;
 pub mod text;
+mod utf8;
 mod value;
 pub mod variables;
 

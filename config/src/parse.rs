@@ -11,9 +11,8 @@ use crate::options::{
     Plan, SocketOption,
 };
 use crate::text::{Elided, Quoted};
-use crate::value;
 use crate::variables::*;
-use crate::{PREFIX, Targeting};
+use crate::{PREFIX, Targeting, utf8, value};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub enum LogLevel {
@@ -129,7 +128,7 @@ impl<'e> Config<'e> {
     }
 
     /// Whether the process whose executable and argv[0] are given is one to act in.
-    pub fn acts_in_program<'a>(&self, names: impl IntoIterator<Item = &'a str>) -> bool {
+    pub fn acts_in_program<'a>(&self, names: impl IntoIterator<Item = &'a [u8]>) -> bool {
         self.programs
             .is_none_or(|programs| programs.matches_any(names))
     }
@@ -193,9 +192,9 @@ impl Show for Summary<'_, '_> {
         out.text(" override=");
         out.text(config.override_policy.name());
         for (label, list) in [
-            (" ports=", config.ports.map(PortList::as_str)),
-            (" nets=", config.nets.map(NetList::as_str)),
-            (" programs=", config.programs.map(ProgramList::as_str)),
+            (" ports=", config.ports.map(PortList::as_bytes)),
+            (" nets=", config.nets.map(NetList::as_bytes)),
+            (" programs=", config.programs.map(ProgramList::as_bytes)),
         ] {
             out.text(label);
             match list {
@@ -335,8 +334,8 @@ pub fn parse_by_index<'e>(lookup: impl FnMut(usize) -> Option<&'e [u8]>) -> Pars
         errors: Errors::none(),
     };
     let defaults = Config::default();
-    let seconds = |text: &str| value::seconds(text, 1, MAX_KEEPALIVE_SECONDS).ok_or(());
-    let switch = |text: &str| value::switch(text).ok_or(());
+    let seconds = |text: &[u8]| value::seconds(text, 1, MAX_KEEPALIVE_SECONDS).ok_or(());
+    let switch = |text: &[u8]| value::switch(text).ok_or(());
     let config = Config {
         enabled: reader
             .read(const { Key::of(&KEEPALIVE) }, switch)
@@ -347,7 +346,7 @@ pub fn parse_by_index<'e>(lookup: impl FnMut(usize) -> Option<&'e [u8]>) -> Pars
             value::count(text, 1, MAX_KEEPALIVE_PROBES).ok_or(())
         }),
         user_timeout: reader.read(const { Key::of(&KEEPALIVE_USER_TIMEOUT) }, |text| {
-            if text.eq_ignore_ascii_case("auto") {
+            if text.eq_ignore_ascii_case(b"auto") {
                 Ok(UserTimeout::Auto)
             } else {
                 value::milliseconds(text, 1, MAX_USER_TIMEOUT_MS)
@@ -414,27 +413,28 @@ impl<'e, F: FnMut(usize) -> Option<&'e [u8]>> Reader<'e, F> {
     fn read<T, E: IntoProblem<'e>>(
         &mut self,
         variable: Key,
-        parse: impl FnOnce(&'e str) -> Result<T, E>,
+        parse: impl FnOnce(&'e [u8]) -> Result<T, E>,
     ) -> Option<T> {
         let text = self.text(variable)?;
         match parse(text) {
             Ok(parsed) => Some(parsed),
             Err(problem) => {
-                self.reject(variable, text.as_bytes(), problem.into_problem());
+                self.reject(variable, text, problem.into_problem());
                 None
             }
         }
     }
 
-    /// The variable's value, if it is set and UTF-8 (if not, that is an error).
+    /// The variable's value, if it is set and UTF-8 (if not, that is an error): the parsers
+    /// and whoever shows an accepted list get UTF-8.
     #[inline(never)]
-    fn text(&mut self, variable: Key) -> Option<&'e str> {
-        let raw = (self.lookup)(variable.0)?;
-        let text = core::str::from_utf8(raw).ok();
-        if text.is_none() {
-            self.reject(variable, raw, Problem::NotUtf8);
+    fn text(&mut self, variable: Key) -> Option<&'e [u8]> {
+        let text = (self.lookup)(variable.0)?;
+        if !utf8::is_utf8(text) {
+            self.reject(variable, text, Problem::NotUtf8);
+            return None;
         }
-        text
+        Some(text)
     }
 
     #[inline(never)]

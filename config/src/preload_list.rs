@@ -3,28 +3,29 @@
 use crate::text::base_name;
 
 /// Whether `entry` names the library at `library` (same path, or same file name).
-fn names_library(entry: &str, library: &str) -> bool {
+fn names_library(entry: &[u8], library: &[u8]) -> bool {
     entry == library || base_name(entry) == base_name(library)
 }
 
 /// The entries of the list, in order.
-pub fn entries(list: &str) -> impl Iterator<Item = &str> {
+pub fn entries(list: &[u8]) -> impl Iterator<Item = &[u8]> {
     crate::text::split(list, b':')
         .flat_map(|part| crate::text::split(part, b' '))
         .filter(|entry| !entry.is_empty())
 }
 
 /// The list without `library`, the other entries kept in order and joined by colons, written
-/// into `out`; `None` when `out` is too small. An empty result means nothing is left.
-pub fn without<'o>(list: &str, library: &str, out: &'o mut [u8]) -> Option<&'o str> {
+/// into `out`; `None` when `out` is too small. An empty result means nothing is left. Bytes,
+/// as ld.so reads them: UTF-8 in, UTF-8 out.
+pub fn without<'o>(list: &[u8], library: &[u8], out: &'o mut [u8]) -> Option<&'o [u8]> {
     let mut length = 0;
     for entry in entries(list).filter(|entry| !names_library(entry, library)) {
         let separator: &[u8] = if length == 0 { b"" } else { b":" };
-        for part in [separator, entry.as_bytes()] {
+        for part in [separator, entry] {
             length = crate::text::put(out, length, part)?;
         }
     }
-    core::str::from_utf8(out.get(..length)?).ok()
+    out.get(..length)
 }
 
 #[cfg(test)]
@@ -35,7 +36,8 @@ mod tests {
 
     fn without_owned(list: &str) -> std::string::String {
         let mut out = [0u8; 256];
-        without(list, OURS, &mut out).unwrap().into()
+        let rest = without(list.as_bytes(), OURS.as_bytes(), &mut out).unwrap();
+        std::string::String::from_utf8(rest.to_vec()).unwrap()
     }
 
     #[test]
@@ -52,6 +54,6 @@ mod tests {
     #[test]
     fn too_small_a_buffer_is_none() {
         let mut out = [0u8; 4];
-        assert_eq!(without("/a/liba.so", OURS, &mut out), None);
+        assert_eq!(without(b"/a/liba.so", OURS.as_bytes(), &mut out), None);
     }
 }

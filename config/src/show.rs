@@ -7,8 +7,17 @@
 use core::fmt;
 
 /// Where text goes. An `Out` takes what fits and drops the rest; it never fails.
+///
+/// Its primitive is bytes: what the library shows is UTF-8 where it comes from this crate, and
+/// otherwise bytes of the process as they are (a path, an LD_PRELOAD list), which it could
+/// only make a `str` with `core::str::from_utf8` and its tables. An `Out` that needs a `str`
+/// (a `Formatter`) never passes on bytes that are not UTF-8.
 pub trait Out {
-    fn text(&mut self, text: &str);
+    fn bytes(&mut self, bytes: &[u8]);
+
+    fn text(&mut self, text: &str) {
+        self.bytes(text.as_bytes());
+    }
 }
 
 /// Something that writes itself as text.
@@ -33,7 +42,7 @@ pub fn decimal<O: Out>(out: &mut O, value: u64) {
             break;
         }
     }
-    ascii(out, digits.get(start..).unwrap_or(&[]));
+    out.bytes(digits.get(start..).unwrap_or(&[]));
 }
 
 /// `value` in decimal, with a `-` when negative.
@@ -60,14 +69,7 @@ pub fn hex<O: Out>(out: &mut O, value: u32, width: usize) {
         }
         rest >>= 4;
     }
-    ascii(out, digits.get(start..).unwrap_or(&[]));
-}
-
-/// Bytes known to be ASCII.
-fn ascii<O: Out>(out: &mut O, bytes: &[u8]) {
-    if let Ok(text) = core::str::from_utf8(bytes) {
-        out.text(text);
-    }
+    out.bytes(digits.get(start..).unwrap_or(&[]));
 }
 
 /// A `Formatter` as an [`Out`], keeping its first error.
@@ -77,6 +79,17 @@ pub struct FormatterOut<'a, 'b> {
 }
 
 impl Out for FormatterOut<'_, '_> {
+    /// Valid UTF-8 as it is, anything else as U+FFFD (what this crate shows is UTF-8: the
+    /// replacement is a last resort, never a panic or invalid text in a `String`).
+    fn bytes(&mut self, bytes: &[u8]) {
+        for chunk in bytes.utf8_chunks() {
+            self.text(chunk.valid());
+            if !chunk.invalid().is_empty() {
+                self.text("\u{fffd}");
+            }
+        }
+    }
+
     fn text(&mut self, text: &str) {
         if self.result.is_ok() {
             self.result = self.formatter.write_str(text);
@@ -112,9 +125,20 @@ mod tests {
     use std::string::String;
 
     impl Out for String {
-        fn text(&mut self, text: &str) {
-            self.push_str(text);
+        fn bytes(&mut self, bytes: &[u8]) {
+            self.push_str(std::str::from_utf8(bytes).expect("shown as UTF-8"));
         }
+    }
+
+    #[test]
+    fn a_formatter_gets_utf8_whatever_the_bytes() {
+        use crate::text::Verbatim;
+        use std::string::ToString;
+        assert_eq!(Verbatim("aé\u{85}".as_bytes()).to_string(), "aé\u{85}");
+        assert_eq!(
+            Verbatim(b"a\xffb\xe2\x82").to_string(),
+            "a\u{fffd}b\u{fffd}"
+        );
     }
 
     #[test]

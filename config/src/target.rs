@@ -106,7 +106,7 @@ mod tests {
 
     #[test]
     fn ports_by_role() {
-        let ports = PortList::parse("16379").unwrap().to_set();
+        let ports = PortList::parse(b"16379").unwrap().to_set();
         let rule = Targeting {
             ports: Some(&ports),
             nets: None,
@@ -129,7 +129,7 @@ mod tests {
 
     #[test]
     fn nets_judge_the_peer() {
-        let list = NetList::parse("10.0.0.0/8").unwrap();
+        let list = NetList::parse(b"10.0.0.0/8").unwrap();
         let mut storage = [NetRange::default(); 1];
         let rule = Targeting {
             ports: None,

@@ -4,18 +4,18 @@
 use crate::text::split;
 
 /// A string of ASCII digits only: no sign, no space, no `0x`, no exponent. Rejects overflow.
-fn whole_number(text: &str) -> Option<u64> {
-    if text.is_empty() || text.len() > 19 || !text.bytes().all(|b| b.is_ascii_digit()) {
+fn whole_number(text: &[u8]) -> Option<u64> {
+    if text.is_empty() || text.len() > 19 || !text.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    text.bytes().try_fold(0u64, |number, digit| {
+    text.iter().try_fold(0u64, |number, digit| {
         number.checked_mul(10)?.checked_add(u64::from(digit - b'0'))
     })
 }
 
 /// Splits `90s` into (90, "s"); the unit may be empty.
-fn number_and_unit(text: &str) -> Option<(u64, &str)> {
-    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+fn number_and_unit(text: &[u8]) -> Option<(u64, &[u8])> {
+    let digits = text.iter().take_while(|byte| byte.is_ascii_digit()).count();
     let (number, unit) = (text.get(..digits)?, text.get(digits..)?);
     Some((whole_number(number)?, unit))
 }
@@ -27,12 +27,12 @@ fn within(number: u64, min: u32, max: u32) -> Option<u32> {
 }
 
 /// Seconds: `90` (libkeepalive's plain integer), `90s`, `2m`, `1h`; within `min..=max`.
-pub fn seconds(text: &str, min: u32, max: u32) -> Option<u32> {
+pub fn seconds(text: &[u8], min: u32, max: u32) -> Option<u32> {
     let (number, unit) = number_and_unit(text)?;
     let factor = match unit {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
+        b"" | b"s" => 1,
+        b"m" => 60,
+        b"h" => 3600,
         _ => return None,
     };
     within(number.checked_mul(factor)?, min, max)
@@ -40,38 +40,46 @@ pub fn seconds(text: &str, min: u32, max: u32) -> Option<u32> {
 
 /// Milliseconds: a plain integer is milliseconds (the kernel's unit of TCP_USER_TIMEOUT), or
 /// `1500ms`, `10s`, `2m`, `1h`; within `min..=max`.
-pub fn milliseconds(text: &str, min: u32, max: u32) -> Option<u32> {
+pub fn milliseconds(text: &[u8], min: u32, max: u32) -> Option<u32> {
     let (number, unit) = number_and_unit(text)?;
     let factor = match unit {
-        "" | "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
+        b"" | b"ms" => 1,
+        b"s" => 1_000,
+        b"m" => 60_000,
+        b"h" => 3_600_000,
         _ => return None,
     };
     within(number.checked_mul(factor)?, min, max)
 }
 
 /// A plain count within `min..=max`.
-pub fn count(text: &str, min: u32, max: u32) -> Option<u32> {
+pub fn count(text: &[u8], min: u32, max: u32) -> Option<u32> {
     within(whole_number(text)?, min, max)
 }
 
 /// on/off, 1/0, yes/no, true/false, in any case.
-pub fn switch(text: &str) -> Option<bool> {
+pub fn switch(text: &[u8]) -> Option<bool> {
     one_of(text, "on|1|yes|true|off|0|no|false").map(|index| index < 4)
 }
 
 /// One of `words` (separated by `|`), in any case; returns its index. (Word lists are one
 /// string each, not arrays of strings: an array is a pointer per word for ld.so to relocate
 /// in every process the library loads into.)
-pub fn one_of(text: &str, words: &str) -> Option<usize> {
-    split(words, b'|').position(|word| text.eq_ignore_ascii_case(word))
+pub fn one_of(text: &[u8], words: &str) -> Option<usize> {
+    split(words.as_bytes(), b'|').position(|word| text.eq_ignore_ascii_case(word))
 }
 
 /// Word `index` of `words` (separated by `|`); empty past the last.
 pub fn word(words: &'static str, index: usize) -> &'static str {
-    split(words, b'|').nth(index).unwrap_or("")
+    // Found by the byte splitter, cut from `words` where it starts (a `str` again).
+    let mut start = 0;
+    for (at, word) in split(words.as_bytes(), b'|').enumerate() {
+        if at == index {
+            return words.get(start..start + word.len()).unwrap_or("");
+        }
+        start += word.len() + 1;
+    }
+    ""
 }
 
 #[cfg(test)]
@@ -80,12 +88,12 @@ mod tests {
 
     #[test]
     fn seconds_accepts_plain_and_units() {
-        assert_eq!(seconds("90", 1, 32767), Some(90));
-        assert_eq!(seconds("90s", 1, 32767), Some(90));
-        assert_eq!(seconds("2m", 1, 32767), Some(120));
-        assert_eq!(seconds("1h", 1, 32767), Some(3600));
-        assert_eq!(seconds("32767", 1, 32767), Some(32767));
-        assert_eq!(seconds("010", 1, 32767), Some(10));
+        assert_eq!(seconds(b"90", 1, 32767), Some(90));
+        assert_eq!(seconds(b"90s", 1, 32767), Some(90));
+        assert_eq!(seconds(b"2m", 1, 32767), Some(120));
+        assert_eq!(seconds(b"1h", 1, 32767), Some(3600));
+        assert_eq!(seconds(b"32767", 1, 32767), Some(32767));
+        assert_eq!(seconds(b"010", 1, 32767), Some(10));
     }
 
     #[test]
@@ -109,35 +117,46 @@ mod tests {
             "2 m",
             "١٢",
         ] {
-            assert_eq!(seconds(junk, 1, 32767), None, "{junk:?}");
+            assert_eq!(seconds(junk.as_bytes(), 1, 32767), None, "{junk:?}");
         }
     }
 
     #[test]
     fn milliseconds_units() {
-        assert_eq!(milliseconds("1500", 1, i32::MAX as u32), Some(1500));
-        assert_eq!(milliseconds("1500ms", 1, i32::MAX as u32), Some(1500));
-        assert_eq!(milliseconds("10s", 1, i32::MAX as u32), Some(10_000));
-        assert_eq!(milliseconds("2m", 1, i32::MAX as u32), Some(120_000));
-        assert_eq!(milliseconds("0", 1, i32::MAX as u32), None);
-        assert_eq!(milliseconds("1000h", 1, i32::MAX as u32), None);
-        assert_eq!(milliseconds("3sec", 1, i32::MAX as u32), None);
+        assert_eq!(milliseconds(b"1500", 1, i32::MAX as u32), Some(1500));
+        assert_eq!(milliseconds(b"1500ms", 1, i32::MAX as u32), Some(1500));
+        assert_eq!(milliseconds(b"10s", 1, i32::MAX as u32), Some(10_000));
+        assert_eq!(milliseconds(b"2m", 1, i32::MAX as u32), Some(120_000));
+        assert_eq!(milliseconds(b"0", 1, i32::MAX as u32), None);
+        assert_eq!(milliseconds(b"1000h", 1, i32::MAX as u32), None);
+        assert_eq!(milliseconds(b"3sec", 1, i32::MAX as u32), None);
     }
 
     #[test]
     fn switches_in_any_case() {
-        assert_eq!(switch("ON"), Some(true));
-        assert_eq!(switch("Yes"), Some(true));
-        assert_eq!(switch("0"), Some(false));
-        assert_eq!(switch("FALSE"), Some(false));
-        assert_eq!(switch("enable"), None);
-        assert_eq!(switch(""), None);
+        assert_eq!(switch(b"ON"), Some(true));
+        assert_eq!(switch(b"Yes"), Some(true));
+        assert_eq!(switch(b"0"), Some(false));
+        assert_eq!(switch(b"FALSE"), Some(false));
+        assert_eq!(switch(b"enable"), None);
+        assert_eq!(switch(b""), None);
+    }
+
+    #[test]
+    fn words_by_index() {
+        for (index, word) in ["a", "bc", "", "é"].into_iter().enumerate() {
+            assert_eq!(super::word("a|bc||é", index), word);
+        }
+        assert_eq!(super::word("a|bc||é", 4), "");
+        assert_eq!(one_of(b"BC", "a|bc||é"), Some(1));
+        assert_eq!(one_of(b"", "a|bc||é"), Some(2));
+        assert_eq!(one_of(b"\xc3", "a|bc||é"), None);
     }
 
     #[test]
     fn counts() {
-        assert_eq!(count("127", 1, 127), Some(127));
-        assert_eq!(count("128", 1, 127), None);
-        assert_eq!(count("3s", 1, 127), None);
+        assert_eq!(count(b"127", 1, 127), Some(127));
+        assert_eq!(count(b"128", 1, 127), None);
+        assert_eq!(count(b"3s", 1, 127), None);
     }
 }

@@ -432,7 +432,9 @@ fn perror(what: &str) -> ! {
 
 pub fn maps(args: &[String]) {
     let needle = args.first().map_or("keepalive_preload", String::as_str);
-    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    // Bytes: a mapped file's path need not be UTF-8.
+    let maps = std::fs::read("/proc/self/maps").unwrap_or_default();
+    let maps = String::from_utf8_lossy(&maps);
     let found = maps.lines().any(|line| {
         line.split_whitespace()
             .nth(5)

@@ -309,8 +309,8 @@ pub fn exit_now(status: c_int) -> ! {
 }
 
 /// /proc/self/exe into `buffer` (readlink: no file is opened; the buffer need not be
-/// initialised, only what the kernel wrote is read).
-pub fn executable_path(buffer: &mut [MaybeUninit<u8>]) -> Option<&str> {
+/// initialised, only what the kernel wrote is read): the path's bytes, UTF-8 or not.
+pub fn executable_path(buffer: &mut [MaybeUninit<u8>]) -> Option<&[u8]> {
     let path = c"/proc/self/exe";
     // SAFETY: readlinkat writes at most buffer.len() bytes into buffer.
     let result = unsafe {
@@ -328,8 +328,7 @@ pub fn executable_path(buffer: &mut [MaybeUninit<u8>]) -> Option<&str> {
     };
     let length = checked(result).ok()?.min(buffer.len());
     // SAFETY: the kernel initialised the first `length` bytes of the buffer.
-    let written = unsafe { core::slice::from_raw_parts(buffer.as_ptr().cast::<u8>(), length) };
-    core::str::from_utf8(written).ok()
+    Some(unsafe { core::slice::from_raw_parts(buffer.as_ptr().cast::<u8>(), length) })
 }
 
 /// Anonymous memory for `bytes`, never freed (a table that lives as long as the process);

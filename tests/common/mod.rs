@@ -10,6 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
 
+mod inherit;
+#[allow(unused_imports)]
+pub use inherit::inherit_run;
+
 // Each test file uses part of these too.
 #[allow(unused_imports)]
 pub use testkit::{

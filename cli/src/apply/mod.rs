@@ -26,7 +26,7 @@ use clap::Args;
 use keepalive_config::{Config, ConfigError, PREFIX, Plan, Quoted, SocketOption};
 
 use crate::options::{PolicyVariables, VariableOptions};
-use crate::settings::Filters;
+use crate::settings::{Filters, list_or_any};
 use crate::{EXIT_ERROR, Failure};
 use outcome::{Tally, on_off};
 use processes::{cgroup_processes, unit_processes};
@@ -198,8 +198,8 @@ fn plan_line(config: &Config<'_>, plan: &Plan) -> String {
         text,
         "; override={}; ports={}; nets={}",
         config.override_policy.name(),
-        config.ports.map_or("any", |ports| ports.as_str()),
-        config.nets.map_or("any", |nets| nets.as_str())
+        list_or_any(config.ports),
+        list_or_any(config.nets)
     );
     text
 }

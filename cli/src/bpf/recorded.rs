@@ -13,7 +13,7 @@ use super::cgroup::Cgroup;
 use super::load::failure;
 use super::sys;
 use crate::Failure;
-use crate::settings::parse_kept;
+use crate::settings::{list_or_any, parse_kept};
 
 /// info map value: version, cgroup id, path and variables (NUL-padded).
 const INFO_VERSION: u32 = 1;
@@ -90,10 +90,10 @@ pub(super) fn variables_text(config: &Config<'_>, kernel: KernelDefaults) -> Str
         config.override_policy.name()
     ));
     if let Some(ports) = config.ports {
-        lines.push(format!("KEEPALIVE_PORTS={}", ports.as_str()));
+        lines.push(format!("KEEPALIVE_PORTS={ports}"));
     }
     if let Some(nets) = config.nets {
-        lines.push(format!("KEEPALIVE_NETS={}", nets.as_str()));
+        lines.push(format!("KEEPALIVE_NETS={nets}"));
     }
     lines.join("\n")
 }
@@ -123,8 +123,8 @@ pub(super) fn describe(config: &Config<'_>, kernel: KernelDefaults) -> String {
         show(config.count, ""),
         show(config.user_timeout_ms(kernel), "ms"),
         config.override_policy.name(),
-        config.ports.map_or("any", |ports| ports.as_str()),
-        config.nets.map_or("any", |nets| nets.as_str()),
+        list_or_any(config.ports),
+        list_or_any(config.nets),
     )
 }
 

@@ -72,8 +72,8 @@ struct PolicyJson<'a> {
     enabled: bool,
     #[serde(rename = "override")]
     override_policy: &'static str,
-    ports: Option<&'a str>,
-    nets: Option<&'a str>,
+    ports: Option<String>,
+    nets: Option<String>,
     /// Option label to the value the policy sets (`null`: left to the socket).
     values: OrderedMap<&'static str, Option<i32>>,
     /// The recorded variables, in their order.
@@ -113,8 +113,8 @@ pub fn json(policies: &[Attached]) -> String {
                     stale: policy.stale,
                     enabled: config.enabled,
                     override_policy: config.override_policy.name(),
-                    ports: config.ports.map(|ports| ports.as_str()),
-                    nets: config.nets.map(|nets| nets.as_str()),
+                    ports: config.ports.map(|ports| ports.to_string()),
+                    nets: config.nets.map(|nets| nets.to_string()),
                     values: OrderedMap(
                         SocketOption::ALL
                             .iter()

@@ -81,7 +81,7 @@ pub(super) fn read_expectation(pid: i32, process: &Process) -> Result<Expectatio
 
 /// What KEEPALIVE_PROGRAMS is matched against: the executable, argv[0], and argv[0]'s first
 /// word (a rewritten title such as `redis-server 127.0.0.1:6379`; names have no spaces).
-pub(super) fn program_names(process: &Process) -> impl Iterator<Item = &str> {
+pub(super) fn program_names(process: &Process) -> impl Iterator<Item = &[u8]> {
     let title = process
         .argv0
         .as_deref()
@@ -92,4 +92,5 @@ pub(super) fn program_names(process: &Process) -> impl Iterator<Item = &str> {
         .into_iter()
         .chain(process.argv0.as_deref())
         .chain(title)
+        .map(str::as_bytes)
 }

@@ -10,7 +10,7 @@ fn ip(text: &str) -> IpAddr {
 
 #[test]
 fn ports_and_ranges() {
-    let list = PortList::parse("17000-17999,6379").unwrap();
+    let list = PortList::parse(b"17000-17999,6379").unwrap();
     let set = list.to_set();
     for port in [17000, 17999, 6379] {
         assert!(set.contains(port) && list.contains(port));
@@ -18,9 +18,11 @@ fn ports_and_ranges() {
     for port in [16999, 18000, 6380, 1, 65535] {
         assert!(!set.contains(port) && !list.contains(port));
     }
-    let all = PortList::parse("1-65535").unwrap().to_set();
+    let all = PortList::parse(b"1-65535").unwrap().to_set();
     assert!((1..=65535).all(|port| all.contains(port)) && !all.contains(0));
-    let odd = PortList::parse("63-65,127,128-191,65534").unwrap().to_set();
+    let odd = PortList::parse(b"63-65,127,128-191,65534")
+        .unwrap()
+        .to_set();
     for port in 0..=65535u16 {
         let listed = matches!(port, 63..=65 | 127..=191 | 65534);
         assert_eq!(odd.contains(port), listed, "{port}");
@@ -29,19 +31,19 @@ fn ports_and_ranges() {
 
 #[test]
 fn bad_ports_say_why() {
-    let problem = |text| PortList::parse(text).unwrap_err().to_string();
-    assert!(problem("17000-1700").contains("not ascending"));
-    assert!(problem("0").contains("not a port"));
-    assert!(problem("65536").contains("not a port"));
-    assert!(problem("80,").contains("empty item"));
-    assert!(problem("").contains("empty"));
-    assert!(problem("1-2-3").contains("not a port"));
-    assert!(problem(" 80").contains("not a port"));
+    let problem = |text: &[u8]| PortList::parse(text).unwrap_err().to_string();
+    assert!(problem(b"17000-1700").contains("not ascending"));
+    assert!(problem(b"0").contains("not a port"));
+    assert!(problem(b"65536").contains("not a port"));
+    assert!(problem(b"80,").contains("empty item"));
+    assert!(problem(b"").contains("empty"));
+    assert!(problem(b"1-2-3").contains("not a port"));
+    assert!(problem(b" 80").contains("not a port"));
 }
 
 #[test]
 fn networks_match_ipv4_ipv6_and_mapped() {
-    let list = NetList::parse("10.0.0.0/8,fd00::/8,192.168.1.7").unwrap();
+    let list = NetList::parse(b"10.0.0.0/8,fd00::/8,192.168.1.7").unwrap();
     let mut storage = [NetRange::default(); 3];
     let set = list.build(&mut storage);
     for yes in ["10.1.2.3", "::ffff:10.9.9.9", "fd12::1", "192.168.1.7"] {
@@ -54,14 +56,14 @@ fn networks_match_ipv4_ipv6_and_mapped() {
 
 #[test]
 fn zero_prefix_matches_all_of_its_family() {
-    let list = NetList::parse("0.0.0.0/0").unwrap();
+    let list = NetList::parse(b"0.0.0.0/0").unwrap();
     let mut storage = [NetRange::default(); 1];
     let set = list.build(&mut storage);
     assert!(set.contains(ip("8.8.8.8")));
     assert!(!set.contains(ip("::1")));
     let mut storage = [NetRange::default(); 1];
     assert!(
-        NetList::parse("::/0")
+        NetList::parse(b"::/0")
             .unwrap()
             .build(&mut storage)
             .contains(ip("::1"))
@@ -79,7 +81,7 @@ fn thousands_of_networks_sort_merge_and_match_like_a_scan() {
         text.push_str(&std::format!("{a}.{b}.{}.0/24", index % 256));
     }
     text.push_str(",10.0.0.0/8,10.1.0.0/16,fd00::/8");
-    let list = NetList::parse(&text).unwrap();
+    let list = NetList::parse(text.as_bytes()).unwrap();
     let mut storage = std::vec![NetRange::default(); list.len()];
     let set = list.build(&mut storage);
     for probe in 0..300u32 {
@@ -91,30 +93,30 @@ fn thousands_of_networks_sort_merge_and_match_like_a_scan() {
 
 #[test]
 fn bad_networks_say_why() {
-    let problem = |text| NetList::parse(text).unwrap_err().to_string();
-    assert!(problem("10.0.0.0/33").contains("prefix length \"33\""));
-    assert!(problem("fd00::/129").contains("prefix length"));
+    let problem = |text: &[u8]| NetList::parse(text).unwrap_err().to_string();
+    assert!(problem(b"10.0.0.0/33").contains("prefix length \"33\""));
+    assert!(problem(b"fd00::/129").contains("prefix length"));
     for bad in ["10.0.0/8", "010.0.0.1", "10.0.0.0/", "host.example"] {
-        assert!(NetList::parse(bad).is_err(), "{bad}");
+        assert!(NetList::parse(bad.as_bytes()).is_err(), "{bad}");
     }
 }
 
 #[test]
 fn programs_match_base_names() {
-    let list = ProgramList::parse("redis-server,redis-sentinel").unwrap();
-    assert!(list.matches_any(["/usr/bin/redis-server"]));
-    assert!(list.matches_any(["/bin/sh", "redis-sentinel"]));
-    assert!(!list.matches_any(["/usr/bin/redis-cli", "redis-cli"]));
-    assert!(ProgramList::parse("/usr/bin/redis-server").is_err());
-    assert!(ProgramList::parse("a,,b").is_err());
+    let list = ProgramList::parse(b"redis-server,redis-sentinel").unwrap();
+    assert!(list.matches_any(["/usr/bin/redis-server"].map(str::as_bytes)));
+    assert!(list.matches_any(["/bin/sh", "redis-sentinel"].map(str::as_bytes)));
+    assert!(!list.matches_any(["/usr/bin/redis-cli", "redis-cli"].map(str::as_bytes)));
+    assert!(ProgramList::parse(b"/usr/bin/redis-server").is_err());
+    assert!(ProgramList::parse(b"a,,b").is_err());
 }
 
 #[test]
 fn program_names_are_base_names_without_ascii_whitespace() {
-    let list = ProgramList::parse("redis-server,redis-sentinel").unwrap();
-    assert!(list.matches_any(["/usr/bin/redis-server"]));
-    assert!(list.matches_any(["x", "redis-sentinel"]));
-    assert!(!list.matches_any(["/usr/bin/redis-cli", "redis"]));
+    let list = ProgramList::parse(b"redis-server,redis-sentinel").unwrap();
+    assert!(list.matches_any(["/usr/bin/redis-server"].map(str::as_bytes)));
+    assert!(list.matches_any(["x", "redis-sentinel"].map(str::as_bytes)));
+    assert!(!list.matches_any(["/usr/bin/redis-cli", "redis"].map(str::as_bytes)));
     for (text, bad) in [
         (
             "redis-server,/usr/bin/redis-server",
@@ -123,10 +125,13 @@ fn program_names_are_base_names_without_ascii_whitespace() {
         ("redis server", "redis server"),
         ("redis\tserver,x", "redis\tserver"),
     ] {
-        assert_eq!(ProgramList::parse(text), Err(ListProblem::BadProgram(bad)));
+        assert_eq!(
+            ProgramList::parse(text.as_bytes()),
+            Err(ListProblem::BadProgram(bad.as_bytes()))
+        );
     }
     assert_eq!(
-        ListProblem::BadProgram("a b").to_string(),
+        ListProblem::BadProgram(b"a b").to_string(),
         "\"a b\" is not a program base name (no slash, no space)"
     );
 }

@@ -46,8 +46,8 @@ fn full_configuration() {
     assert_eq!(config.override_policy, Override::Tighten);
     assert_eq!(config.log, LogLevel::Debug);
     assert!(config.strict && !config.inherit && config.filters_by_address());
-    assert!(config.acts_in_program(["/usr/bin/redis-server"]));
-    assert!(!config.acts_in_program(["/bin/sh", "sh"]));
+    assert!(config.acts_in_program(["/usr/bin/redis-server"].map(str::as_bytes)));
+    assert!(!config.acts_in_program(["/bin/sh", "sh"].map(str::as_bytes)));
 }
 
 #[test]
