@@ -215,7 +215,7 @@ fn build() -> Option<Runtime> {
     real::resolve_all();
     let environment = process::Environment::read();
     let parsed = keepalive_config::parse_by_index(|index| environment.get(index));
-    let config = parsed.config;
+    let config = &parsed.config;
     if config.log >= LogLevel::Info || !parsed.errors.is_empty() {
         log::begin();
     }
@@ -246,7 +246,7 @@ fn decide(
     exe: Option<&[u8]>,
     at_start: &mut process::AtStart,
 ) -> Option<Runtime> {
-    let config = parsed.config;
+    let config = &parsed.config;
     let argv0 = process::argv0();
     let program = Verbatim(exe.or(argv0).unwrap_or(b"?"));
     // Whether to act here is decided first: a bad value, even under KEEPALIVE_STRICT, is no
@@ -298,7 +298,7 @@ fn decide(
         });
         return None;
     }
-    let runtime = runtime_from(&config, kernel);
+    let runtime = runtime_from(config, kernel);
     if let Some(runtime) = &runtime
         && runtime.keeps_records()
         && at_start.get()
