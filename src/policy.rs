@@ -73,46 +73,51 @@ fn after_tcp_socket_otherwise(fd: c_int) {
 
 /// After a connect() the kernel took (0, EINPROGRESS, EINTR, EALREADY): with address filters,
 /// the socket is judged by its peer.
+#[inline(always)]
 pub fn after_connect(fd: c_int) {
-    let Some(runtime) = runtime::get().filter(|runtime| runtime.filters_by_address()) else {
-        return;
-    };
-    if !sys::is_tcp(fd) {
-        return; // UDP, UNIX: one getsockopt
+    if let Some(runtime) = filtering() {
+        judge_by_address(runtime, fd, Role::Connecting);
     }
-    let Some(peer) = sys::connecting_peer_address(fd) else {
-        return;
-    };
-    let cookie = sys::cookie(fd);
-    remember_role(runtime, cookie, Role::Connecting);
-    let decision = runtime
-        .targeting()
-        .decide(Role::Connecting, None, Some(peer));
-    settle(runtime, fd, decision, recall(cookie), Event::Connect(peer));
 }
 
 /// After a successful listen(): with address filters, a listener on a listed port is
 /// configured, so that the sockets it accepts inherit its options.
+#[inline(always)]
 pub fn after_listen(fd: c_int) {
-    let Some(runtime) = runtime::get().filter(|runtime| runtime.filters_by_address()) else {
-        return;
-    };
+    if let Some(runtime) = filtering() {
+        judge_by_address(runtime, fd, Role::Listening);
+    }
+}
+
+/// The runtime when it filters by address: only then do connect() and listen() need work, and
+/// the hooks keep only this test.
+#[inline(always)]
+fn filtering() -> Option<&'static Runtime> {
+    runtime::get().filter(|runtime| runtime.filters_by_address())
+}
+
+/// connect()'s and listen()'s work under address filters, in one copy for both: a connecting
+/// socket is judged by its peer, a listener by its own address.
+#[inline(never)]
+fn judge_by_address(runtime: &Runtime, fd: c_int, role: Role) {
     if !sys::is_tcp(fd) {
+        return; // UDP, UNIX: one getsockopt
+    }
+    let addresses = if role == Role::Listening {
+        Addresses {
+            local: sys::local_address(fd),
+            peer: None,
+        }
+    } else {
+        Addresses {
+            local: None,
+            peer: sys::connecting_peer_address(fd),
+        }
+    };
+    if addresses.local.is_none() && addresses.peer.is_none() {
         return;
     }
-    let Some(local) = sys::local_address(fd) else {
-        return;
-    };
-    let decision = runtime
-        .targeting()
-        .decide(Role::Listening, Some(local), None);
-    settle(
-        runtime,
-        fd,
-        decision,
-        recall(sys::cookie(fd)),
-        Event::Listen(local),
-    );
+    settle(runtime, fd, sys::cookie(fd), role, &addresses);
 }
 
 /// The accept witness once it alone can tell that an accepted socket needs nothing: its TCP
@@ -189,18 +194,14 @@ fn after_accept_otherwise(listener: c_int, fd: c_int, read: Option<c_int>) {
         }
     }
     let cookie = sys::cookie(fd);
-    remember_role(runtime, cookie, Role::Accepted);
     if let (Some(cookie), Some(of_listener)) = (cookie, recall(sys::cookie(listener))) {
         sockets::inherit(cookie, of_listener);
     }
-    let local = sys::local_address(fd);
-    let peer = sys::peer_address(fd);
-    let decision = if runtime.filters_by_address() {
-        runtime.targeting().decide(Role::Accepted, local, peer)
-    } else {
-        Decision::Targeted
+    let addresses = Addresses {
+        local: sys::local_address(fd),
+        peer: sys::peer_address(fd),
     };
-    settle(runtime, fd, decision, recall(cookie), Event::Accept(peer));
+    settle(runtime, fd, cookie, Role::Accepted, &addresses);
 }
 
 /// Under KEEPALIVE_PORTS, which port counts on a connected socket depends on how it was
@@ -217,49 +218,67 @@ fn recall(cookie: Option<u64>) -> Option<Record> {
     sockets::recall(cookie?)
 }
 
-/// Configures a socket that may already carry values: an option the program set keeps or
-/// loses its value per KEEPALIVE_OVERRIDE, one it did not gets ours. What the program set is
-/// known from its own setsockopt calls (`record`); without a record, a value other than the
-/// kernel's default counts as the program's.
-fn settle(runtime: &Runtime, fd: c_int, decision: Decision, record: Option<Record>, event: Event) {
-    if !decision.targeted() {
-        log::event(runtime.log, LogLevel::Debug, |line| {
-            line.put("fd ")
-                .number(fd.into())
-                .put(" left alone at ")
-                .show(&event)
-                .put(": ")
-                .put(decision.reason());
-        });
-        return;
+/// A socket's addresses, as far as the kernel told them.
+struct Addresses {
+    local: Option<SocketAddr>,
+    peer: Option<SocketAddr>,
+}
+
+/// Judges a socket whose addresses are now known (after connect, listen or accept) and
+/// configures it if the filters take it. It may already carry values: an option the program
+/// set keeps or loses its value per KEEPALIVE_OVERRIDE, one it did not gets ours. What the
+/// program set is known from its own setsockopt calls (the socket's record); without a record,
+/// a value other than the kernel's default counts as the program's.
+fn settle(runtime: &Runtime, fd: c_int, cookie: Option<u64>, role: Role, addresses: &Addresses) {
+    // A listener's role needs no note: the kernel tells it (SO_ACCEPTCONN).
+    if role != Role::Listening {
+        remember_role(runtime, cookie, role);
     }
+    let decision = if runtime.filters_by_address() {
+        runtime
+            .targeting()
+            .decide(role, addresses.local, addresses.peer)
+    } else {
+        Decision::Targeted
+    };
+    let record = recall(cookie);
     let mut applied = Applied::default();
-    let kernel = kernel::defaults();
-    for &(option, configured) in runtime.plan.steps() {
-        let Ok(current) = sys::get_int(fd, option.level(), option.name()) else {
-            continue;
-        };
-        let chosen = match record {
-            Some(record) if record.program_set(option) => {
-                runtime.policy.replace(option, current, configured)
+    if decision.targeted() {
+        let kernel = kernel::defaults();
+        for &(option, configured) in runtime.plan.steps() {
+            let Ok(current) = sys::get_int(fd, option.level(), option.name()) else {
+                continue;
+            };
+            let chosen = match record {
+                Some(record) if record.program_set(option) => {
+                    runtime.policy.replace(option, current, configured)
+                }
+                Some(_) => (current != configured).then_some(configured),
+                None => runtime.policy.settle(option, current, kernel, configured),
+            };
+            let Some(value) = chosen else {
+                continue;
+            };
+            if sys::set_int(fd, option.level(), option.name(), value).is_ok() {
+                applied.record(option, value);
             }
-            Some(_) => (current != configured).then_some(configured),
-            None => runtime.policy.settle(option, current, kernel, configured),
-        };
-        let Some(value) = chosen else {
-            continue;
-        };
-        if sys::set_int(fd, option.level(), option.name(), value).is_ok() {
-            applied.record(option, value);
         }
     }
     log::event(runtime.log, LogLevel::Debug, |line| {
+        let outcome = if decision.targeted() {
+            " configured at "
+        } else {
+            " left alone at "
+        };
         line.put("fd ")
             .number(fd.into())
-            .put(" configured at ")
-            .show(&event)
-            .put(":")
-            .show(&applied);
+            .put(outcome)
+            .show(&Judged { role, addresses });
+        if decision.targeted() {
+            line.put(":").show(&applied);
+        } else {
+            line.put(": ").put(decision.reason());
+        }
     });
 }
 
@@ -392,43 +411,38 @@ pub fn after_setsockopt(fd: c_int, option: SocketOption) {
 /// is settled.
 fn targeted_now(runtime: &Runtime, fd: c_int, cookie: Option<u64>) -> bool {
     let local = sys::local_address(fd);
-    if sys::is_listening(fd) {
-        return runtime
-            .targeting()
-            .decide(Role::Listening, local, None)
-            .targeted();
-    }
-    let Some(peer) = sys::connecting_peer_address(fd) else {
-        return false;
+    let (role, peer) = if sys::is_listening(fd) {
+        (Role::Listening, None)
+    } else {
+        let Some(peer) = sys::connecting_peer_address(fd) else {
+            return false;
+        };
+        let role = recall(cookie)
+            .and_then(Record::role)
+            .unwrap_or(Role::Connected);
+        (role, Some(peer))
     };
-    let role = recall(cookie)
-        .and_then(Record::role)
-        .unwrap_or(Role::Connected);
-    runtime
-        .targeting()
-        .decide(role, local, Some(peer))
-        .targeted()
+    runtime.targeting().decide(role, local, peer).targeted()
 }
 
-/// The call at which a socket was judged, for the debug log.
-#[derive(Clone, Copy)]
-enum Event {
-    Connect(SocketAddr),
-    Listen(SocketAddr),
-    Accept(Option<SocketAddr>),
+/// The call at which a socket was judged (known from its role), and the address that counted,
+/// for the debug log.
+struct Judged<'a> {
+    role: Role,
+    addresses: &'a Addresses,
 }
 
-impl Show for Event {
+impl Show for Judged<'_> {
     fn show<O: Out>(&self, out: &mut O) {
-        let (call, address) = match *self {
-            Self::Connect(peer) => ("connect() to ", Some(peer)),
-            Self::Listen(local) => ("listen() on ", Some(local)),
-            Self::Accept(Some(peer)) => ("accept() from ", Some(peer)),
-            Self::Accept(None) => ("accept()", None),
+        let (call, preposition, address) = match self.role {
+            Role::Listening => ("listen()", " on ", &self.addresses.local),
+            Role::Accepted => ("accept()", " from ", &self.addresses.peer),
+            Role::Connecting | Role::Connected => ("connect()", " to ", &self.addresses.peer),
         };
         out.text(call);
         if let Some(address) = address {
-            ShownAddress(address).show(out);
+            out.text(preposition);
+            ShownAddress(*address).show(out);
         }
     }
 }
