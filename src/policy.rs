@@ -60,15 +60,13 @@ fn after_tcp_socket_otherwise(fd: c_int) {
         kernel::learn_from_untouched(fd);
         return;
     }
-    for step in runtime.steps() {
-        let _ = sys::set_int(fd, step.level, step.name, step.value);
+    let mut applied = Applied::default();
+    for &(option, value) in runtime.plan.steps() {
+        let _ = sys::set_int(fd, option.level(), option.name(), value);
+        // Shown as planned, whether or not the kernel took it.
+        applied.record(option, value);
     }
-    log::event(runtime.log, LogLevel::Debug, |line| {
-        line.put("fd ")
-            .number(fd.into())
-            .put(" configured at socket():")
-            .show(&Planned(runtime));
-    });
+    log_outcome(runtime.log, fd, At::Socket, Decision::Targeted, &applied);
 }
 
 /// After a connect() the kernel took (0, EINPROGRESS, EINTR, EALREADY): with address filters,
@@ -264,18 +262,30 @@ fn settle(runtime: &Runtime, fd: c_int, cookie: Option<u64>, role: Role, address
             }
         }
     }
-    log::event(runtime.log, LogLevel::Debug, |line| {
+    log_outcome(
+        runtime.log,
+        fd,
+        At::Judged(role, addresses),
+        decision,
+        &applied,
+    );
+}
+
+/// The debug line of a socket configured (`fd 5 configured at connect() to 10.0.0.1:6379:
+/// keepalive=1 idle=30`) or left alone (with the reason), in one copy for socket() and
+/// `settle`.
+#[cold]
+#[inline(never)]
+fn log_outcome(log: LogLevel, fd: c_int, at: At<'_>, decision: Decision, applied: &Applied) {
+    log::event(log, LogLevel::Debug, |line| {
         let outcome = if decision.targeted() {
             " configured at "
         } else {
             " left alone at "
         };
-        line.put("fd ")
-            .number(fd.into())
-            .put(outcome)
-            .show(&Judged { role, addresses });
+        line.put("fd ").number(fd.into()).put(outcome).show(&at);
         if decision.targeted() {
-            line.put(":").show(&applied);
+            line.put(":").show(applied);
         } else {
             line.put(": ").put(decision.reason());
         }
@@ -425,19 +435,23 @@ fn targeted_now(runtime: &Runtime, fd: c_int, cookie: Option<u64>) -> bool {
     runtime.targeting().decide(role, local, peer).targeted()
 }
 
-/// The call at which a socket was judged (known from its role), and the address that counted,
-/// for the debug log.
-struct Judged<'a> {
-    role: Role,
-    addresses: &'a Addresses,
+/// The call at which a socket was configured or judged, for the debug log.
+#[derive(Clone, Copy)]
+enum At<'a> {
+    Socket,
+    /// Known from its role: connect(), listen() or accept(), with the address that counted.
+    Judged(Role, &'a Addresses),
 }
 
-impl Show for Judged<'_> {
+impl Show for At<'_> {
     fn show<O: Out>(&self, out: &mut O) {
-        let (call, preposition, address) = match self.role {
-            Role::Listening => ("listen()", " on ", &self.addresses.local),
-            Role::Accepted => ("accept()", " from ", &self.addresses.peer),
-            Role::Connecting | Role::Connected => ("connect()", " to ", &self.addresses.peer),
+        let (call, preposition, address) = match *self {
+            Self::Socket => return out.text("socket()"),
+            Self::Judged(Role::Listening, addresses) => ("listen()", " on ", &addresses.local),
+            Self::Judged(Role::Accepted, addresses) => ("accept()", " from ", &addresses.peer),
+            Self::Judged(Role::Connecting | Role::Connected, addresses) => {
+                ("connect()", " to ", &addresses.peer)
+            }
         };
         out.text(call);
         if let Some(address) = address {
@@ -447,7 +461,7 @@ impl Show for Judged<'_> {
     }
 }
 
-/// The values a settle() call set, for the debug log.
+/// The values set on a socket, for the debug log.
 #[derive(Default)]
 struct Applied {
     values: [Option<c_int>; SocketOption::COUNT],
@@ -462,30 +476,15 @@ impl Applied {
 }
 
 impl Show for Applied {
+    /// ` keepalive=1 idle=30`, in table order.
     fn show<O: Out>(&self, out: &mut O) {
-        for (option, value) in SocketOption::ALL.into_iter().zip(self.values) {
+        for (option, value) in SocketOption::ALL.iter().zip(&self.values) {
             if let Some(value) = value {
-                show_value(out, option, value);
+                out.text(" ");
+                out.text(option.label());
+                out.text("=");
+                signed(out, (*value).into());
             }
-        }
-    }
-}
-
-/// ` idle=30`
-fn show_value<O: Out>(out: &mut O, option: SocketOption, value: c_int) {
-    out.text(" ");
-    out.text(option.label());
-    out.text("=");
-    signed(out, value.into());
-}
-
-/// Every planned option, for the debug log of socket().
-struct Planned<'r>(&'r Runtime);
-
-impl Show for Planned<'_> {
-    fn show<O: Out>(&self, out: &mut O) {
-        for &(option, value) in self.0.plan.steps() {
-            show_value(out, option, value);
         }
     }
 }
