@@ -316,10 +316,10 @@ pub fn may_watch_setsockopt(level: c_int, name: c_int) -> bool {
     name < 32 && (watched.load(Ordering::Relaxed) >> name) & 1 != 0
 }
 
-/// Narrows `WATCHED` to what the (now loaded) runtime watches, once; to nothing when the
-/// library does nothing in this process (`None`: KEEPALIVE=off, a program not in
-/// KEEPALIVE_PROGRAMS, secure execution).
-fn publish_watched(runtime: Option<&Runtime>) {
+/// Narrows `WATCHED`, once the load is over (not while it is under way), to what the runtime
+/// watches; to nothing when the library does nothing in this process (KEEPALIVE=off, a program
+/// not in KEEPALIVE_PROGRAMS, secure execution).
+fn publish_watched() {
     let words = (
         WATCHED.get(libc::SOL_SOCKET as usize),
         WATCHED.get(libc::IPPROTO_TCP as usize),
@@ -328,8 +328,11 @@ fn publish_watched(runtime: Option<&Runtime>) {
         return;
     };
     if tcp.load(Ordering::Relaxed) != u32::MAX {
-        return;
+        return; // published already
     }
+    let Some(runtime) = runtime::settled() else {
+        return;
+    };
     let (mut socket_watched, mut tcp_watched) = (0u32, 0u32);
     for option in SocketOption::ALL {
         let word = if option.level() == libc::IPPROTO_TCP {
@@ -349,9 +352,7 @@ fn publish_watched(runtime: Option<&Runtime>) {
 /// After a setsockopt of another option that `may_watch_setsockopt` let through because the
 /// library was not loaded then: once it is, such calls go straight to the real function.
 pub fn loaded_since() {
-    if let Some(runtime) = runtime::settled() {
-        publish_watched(runtime);
-    }
+    publish_watched();
 }
 
 /// After the program's own setsockopt of one of our options succeeded: it is remembered as the
@@ -359,13 +360,12 @@ pub fn loaded_since() {
 /// KEEPALIVE_OVERRIDE=yes|tighten our value replaces the one it set on a targeted TCP socket.
 #[inline(never)]
 pub fn after_setsockopt(fd: c_int, option: SocketOption) {
-    let Some(runtime) = runtime::get() else {
-        if let Some(inactive) = runtime::settled() {
-            publish_watched(inactive);
-        }
+    // Loads the library first if nobody has: then the words can be narrowed.
+    let runtime = runtime::get();
+    publish_watched();
+    let Some(runtime) = runtime else {
         return;
     };
-    publish_watched(Some(runtime));
     if !runtime.watches(option) {
         return;
     }
