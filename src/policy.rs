@@ -164,22 +164,23 @@ fn after_accept_otherwise(listener: c_int, fd: c_int, read: Option<c_int>) {
         let Ok(current) = read else {
             return; // a TCP-level option that cannot be read: not TCP (UNIX, ...)
         };
-        let planned = runtime.plan.value(witness);
-        let distinct = witness == SocketOption::UserTimeout
-            || kernel::known()
-                .is_some_and(|kernel| planned != Some(witness.kernel_default(kernel)));
-        if let Some(planned) = planned
-            && distinct
+        let known = kernel::known();
+        // Our value where it can be told from an untouched socket's: TCP_USER_TIMEOUT's always
+        // (0 unless set, and ours never is), a timing's when it differs from the kernel's.
+        let ours = runtime.plan.value(witness).filter(|&planned| {
+            witness == SocketOption::UserTimeout
+                || planned != witness.kernel_default(known.unwrap_or_default())
+        });
+        if let Some(ours) = ours
+            // A timing's only once the kernel's own is known for good.
+            && (witness == SocketOption::UserTimeout || known.is_some())
             && runtime.ports.is_none()
         {
             // From now on the hook decides this case alone.
-            let word = (u64::from(witness.name().unsigned_abs()) << 32) | u64::from(planned as u32);
+            let word = (u64::from(witness.name().unsigned_abs()) << 32) | u64::from(ours as u32);
             ACCEPT_WITNESS.store(word, Ordering::Relaxed);
         }
-        if planned == Some(current)
-            && (witness == SocketOption::UserTimeout
-                || current != witness.kernel_default(kernel::defaults()))
-        {
+        if ours == Some(current) {
             // Ours, and not merely the kernel's default that happens to equal it: the
             // listener was configured.
             if runtime.ports.is_some() {
