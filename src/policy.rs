@@ -404,6 +404,14 @@ pub fn after_setsockopt(fd: c_int, option: SocketOption) {
         return;
     }
     let _ = sys::set_int(fd, option.level(), option.name(), chosen);
+    log_replaced(runtime, fd, option, asked, chosen);
+}
+
+/// The debug line of a program's value replaced: `fd 5: program set idle=7200, applying 30
+/// (KEEPALIVE_OVERRIDE=yes)`.
+#[cold]
+#[inline(never)]
+fn log_replaced(runtime: &Runtime, fd: c_int, option: SocketOption, asked: c_int, chosen: c_int) {
     log::event(runtime.log, LogLevel::Debug, |line| {
         line.put("fd ")
             .number(fd.into())
