@@ -60,59 +60,62 @@ fn after_tcp_socket_otherwise(fd: c_int) {
         kernel::learn_from_untouched(fd);
         return;
     }
-    for step in runtime.steps() {
-        let _ = sys::set_int(fd, step.level, step.name, step.value);
+    let mut applied = Applied::default();
+    for &(option, value) in runtime.plan.steps() {
+        let _ = sys::set_int(fd, option.level(), option.name(), value);
+        // Shown as planned, whether or not the kernel took it.
+        applied.record(option, value);
     }
-    log::event(runtime.log, LogLevel::Debug, |line| {
-        line.put("fd ")
-            .number(fd.into())
-            .put(" configured at socket():")
-            .show(&Planned(runtime));
-    });
+    log_outcome(runtime.log, fd, At::Socket, Decision::Targeted, &applied);
 }
 
 /// After a connect() the kernel took (0, EINPROGRESS, EINTR, EALREADY): with address filters,
 /// the socket is judged by its peer.
+#[inline(always)]
 pub fn after_connect(fd: c_int) {
-    let Some(runtime) = runtime::get().filter(|runtime| runtime.filters_by_address()) else {
-        return;
-    };
-    if !sys::is_tcp(fd) {
-        return; // UDP, UNIX: one getsockopt
+    if let Some(runtime) = filtering() {
+        judge_by_address(runtime, fd, Role::Connecting);
     }
-    let Some(peer) = sys::connecting_peer_address(fd) else {
-        return;
-    };
-    let cookie = sys::cookie(fd);
-    remember_role(runtime, cookie, Role::Connecting);
-    let decision = runtime
-        .targeting()
-        .decide(Role::Connecting, None, Some(peer));
-    settle(runtime, fd, decision, recall(cookie), Event::Connect(peer));
 }
 
 /// After a successful listen(): with address filters, a listener on a listed port is
 /// configured, so that the sockets it accepts inherit its options.
+#[inline(always)]
 pub fn after_listen(fd: c_int) {
-    let Some(runtime) = runtime::get().filter(|runtime| runtime.filters_by_address()) else {
-        return;
-    };
+    if let Some(runtime) = filtering() {
+        judge_by_address(runtime, fd, Role::Listening);
+    }
+}
+
+/// The runtime when it filters by address: only then do connect() and listen() need work, and
+/// the hooks keep only this test.
+#[inline(always)]
+fn filtering() -> Option<&'static Runtime> {
+    runtime::get().filter(|runtime| runtime.filters_by_address())
+}
+
+/// connect()'s and listen()'s work under address filters, in one copy for both: a connecting
+/// socket is judged by its peer, a listener by its own address.
+#[inline(never)]
+fn judge_by_address(runtime: &Runtime, fd: c_int, role: Role) {
     if !sys::is_tcp(fd) {
+        return; // UDP, UNIX: one getsockopt
+    }
+    let addresses = if role == Role::Listening {
+        Addresses {
+            local: sys::local_address(fd),
+            peer: None,
+        }
+    } else {
+        Addresses {
+            local: None,
+            peer: sys::connecting_peer_address(fd),
+        }
+    };
+    if addresses.local.is_none() && addresses.peer.is_none() {
         return;
     }
-    let Some(local) = sys::local_address(fd) else {
-        return;
-    };
-    let decision = runtime
-        .targeting()
-        .decide(Role::Listening, Some(local), None);
-    settle(
-        runtime,
-        fd,
-        decision,
-        recall(sys::cookie(fd)),
-        Event::Listen(local),
-    );
+    settle(runtime, fd, sys::cookie(fd), role, &addresses);
 }
 
 /// The accept witness once it alone can tell that an accepted socket needs nothing: its TCP
@@ -161,22 +164,23 @@ fn after_accept_otherwise(listener: c_int, fd: c_int, read: Option<c_int>) {
         let Ok(current) = read else {
             return; // a TCP-level option that cannot be read: not TCP (UNIX, ...)
         };
-        let planned = runtime.plan.value(witness);
-        let distinct = witness == SocketOption::UserTimeout
-            || kernel::known()
-                .is_some_and(|kernel| planned != Some(witness.kernel_default(kernel)));
-        if let Some(planned) = planned
-            && distinct
+        let known = kernel::known();
+        // Our value where it can be told from an untouched socket's: TCP_USER_TIMEOUT's always
+        // (0 unless set, and ours never is), a timing's when it differs from the kernel's.
+        let ours = runtime.plan.value(witness).filter(|&planned| {
+            witness == SocketOption::UserTimeout
+                || planned != witness.kernel_default(known.unwrap_or_default())
+        });
+        if let Some(ours) = ours
+            // A timing's only once the kernel's own is known for good.
+            && (witness == SocketOption::UserTimeout || known.is_some())
             && runtime.ports.is_none()
         {
             // From now on the hook decides this case alone.
-            let word = (u64::from(witness.name().unsigned_abs()) << 32) | u64::from(planned as u32);
+            let word = (u64::from(witness.name().unsigned_abs()) << 32) | u64::from(ours as u32);
             ACCEPT_WITNESS.store(word, Ordering::Relaxed);
         }
-        if planned == Some(current)
-            && (witness == SocketOption::UserTimeout
-                || current != witness.kernel_default(kernel::defaults()))
-        {
+        if ours == Some(current) {
             // Ours, and not merely the kernel's default that happens to equal it: the
             // listener was configured.
             if runtime.ports.is_some() {
@@ -189,18 +193,14 @@ fn after_accept_otherwise(listener: c_int, fd: c_int, read: Option<c_int>) {
         }
     }
     let cookie = sys::cookie(fd);
-    remember_role(runtime, cookie, Role::Accepted);
     if let (Some(cookie), Some(of_listener)) = (cookie, recall(sys::cookie(listener))) {
         sockets::inherit(cookie, of_listener);
     }
-    let local = sys::local_address(fd);
-    let peer = sys::peer_address(fd);
-    let decision = if runtime.filters_by_address() {
-        runtime.targeting().decide(Role::Accepted, local, peer)
-    } else {
-        Decision::Targeted
+    let addresses = Addresses {
+        local: sys::local_address(fd),
+        peer: sys::peer_address(fd),
     };
-    settle(runtime, fd, decision, recall(cookie), Event::Accept(peer));
+    settle(runtime, fd, cookie, Role::Accepted, &addresses);
 }
 
 /// Under KEEPALIVE_PORTS, which port counts on a connected socket depends on how it was
@@ -213,53 +213,85 @@ fn remember_role(runtime: &Runtime, cookie: Option<u64>, role: Role) {
     }
 }
 
+/// The socket's record, if the hooks kept one (called, not inlined: three callers).
+#[inline(never)]
 fn recall(cookie: Option<u64>) -> Option<Record> {
     sockets::recall(cookie?)
 }
 
-/// Configures a socket that may already carry values: an option the program set keeps or
-/// loses its value per KEEPALIVE_OVERRIDE, one it did not gets ours. What the program set is
-/// known from its own setsockopt calls (`record`); without a record, a value other than the
-/// kernel's default counts as the program's.
-fn settle(runtime: &Runtime, fd: c_int, decision: Decision, record: Option<Record>, event: Event) {
-    if !decision.targeted() {
-        log::event(runtime.log, LogLevel::Debug, |line| {
-            line.put("fd ")
-                .number(fd.into())
-                .put(" left alone at ")
-                .show(&event)
-                .put(": ")
-                .put(decision.reason());
-        });
-        return;
+/// A socket's addresses, as far as the kernel told them.
+struct Addresses {
+    local: Option<SocketAddr>,
+    peer: Option<SocketAddr>,
+}
+
+/// Judges a socket whose addresses are now known (after connect, listen or accept) and
+/// configures it if the filters take it. It may already carry values: an option the program
+/// set keeps or loses its value per KEEPALIVE_OVERRIDE, one it did not gets ours. What the
+/// program set is known from its own setsockopt calls (the socket's record); without a record,
+/// a value other than the kernel's default counts as the program's.
+fn settle(runtime: &Runtime, fd: c_int, cookie: Option<u64>, role: Role, addresses: &Addresses) {
+    // A listener's role needs no note: the kernel tells it (SO_ACCEPTCONN).
+    if role != Role::Listening {
+        remember_role(runtime, cookie, role);
     }
+    let decision = if runtime.filters_by_address() {
+        runtime
+            .targeting()
+            .decide(role, addresses.local, addresses.peer)
+    } else {
+        Decision::Targeted
+    };
+    let record = recall(cookie);
     let mut applied = Applied::default();
-    let kernel = kernel::defaults();
-    for &(option, configured) in runtime.plan.steps() {
-        let Ok(current) = sys::get_int(fd, option.level(), option.name()) else {
-            continue;
-        };
-        let chosen = match record {
-            Some(record) if record.program_set(option) => {
-                runtime.policy.replace(option, current, configured)
+    if decision.targeted() {
+        let kernel = kernel::defaults();
+        for &(option, configured) in runtime.plan.steps() {
+            let Ok(current) = sys::get_int(fd, option.level(), option.name()) else {
+                continue;
+            };
+            let chosen = match record {
+                Some(record) if record.program_set(option) => {
+                    runtime.policy.replace(option, current, configured)
+                }
+                Some(_) => (current != configured).then_some(configured),
+                None => runtime.policy.settle(option, current, kernel, configured),
+            };
+            let Some(value) = chosen else {
+                continue;
+            };
+            if sys::set_int(fd, option.level(), option.name(), value).is_ok() {
+                applied.record(option, value);
             }
-            Some(_) => (current != configured).then_some(configured),
-            None => runtime.policy.settle(option, current, kernel, configured),
-        };
-        let Some(value) = chosen else {
-            continue;
-        };
-        if sys::set_int(fd, option.level(), option.name(), value).is_ok() {
-            applied.record(option, value);
         }
     }
-    log::event(runtime.log, LogLevel::Debug, |line| {
-        line.put("fd ")
-            .number(fd.into())
-            .put(" configured at ")
-            .show(&event)
-            .put(":")
-            .show(&applied);
+    log_outcome(
+        runtime.log,
+        fd,
+        At::Judged(role, addresses),
+        decision,
+        &applied,
+    );
+}
+
+/// The debug line of a socket configured (`fd 5 configured at connect() to 10.0.0.1:6379:
+/// keepalive=1 idle=30`) or left alone (with the reason), in one copy for socket() and
+/// `settle`.
+#[cold]
+#[inline(never)]
+fn log_outcome(log: LogLevel, fd: c_int, at: At<'_>, decision: Decision, applied: &Applied) {
+    log::event(log, LogLevel::Debug, |line| {
+        let outcome = if decision.targeted() {
+            " configured at "
+        } else {
+            " left alone at "
+        };
+        line.put("fd ").number(fd.into()).put(outcome).show(&at);
+        if decision.targeted() {
+            line.put(":").show(applied);
+        } else {
+            line.put(": ").put(decision.reason());
+        }
     });
 }
 
@@ -287,10 +319,10 @@ pub fn may_watch_setsockopt(level: c_int, name: c_int) -> bool {
     name < 32 && (watched.load(Ordering::Relaxed) >> name) & 1 != 0
 }
 
-/// Narrows `WATCHED` to what the (now loaded) runtime watches, once; to nothing when the
-/// library does nothing in this process (`None`: KEEPALIVE=off, a program not in
-/// KEEPALIVE_PROGRAMS, secure execution).
-fn publish_watched(runtime: Option<&Runtime>) {
+/// Narrows `WATCHED`, once the load is over (not while it is under way), to what the runtime
+/// watches; to nothing when the library does nothing in this process (KEEPALIVE=off, a program
+/// not in KEEPALIVE_PROGRAMS, secure execution).
+fn publish_watched() {
     let words = (
         WATCHED.get(libc::SOL_SOCKET as usize),
         WATCHED.get(libc::IPPROTO_TCP as usize),
@@ -299,8 +331,11 @@ fn publish_watched(runtime: Option<&Runtime>) {
         return;
     };
     if tcp.load(Ordering::Relaxed) != u32::MAX {
-        return;
+        return; // published already
     }
+    let Some(runtime) = runtime::settled() else {
+        return;
+    };
     let (mut socket_watched, mut tcp_watched) = (0u32, 0u32);
     for option in SocketOption::ALL {
         let word = if option.level() == libc::IPPROTO_TCP {
@@ -320,9 +355,7 @@ fn publish_watched(runtime: Option<&Runtime>) {
 /// After a setsockopt of another option that `may_watch_setsockopt` let through because the
 /// library was not loaded then: once it is, such calls go straight to the real function.
 pub fn loaded_since() {
-    if let Some(runtime) = runtime::settled() {
-        publish_watched(runtime);
-    }
+    publish_watched();
 }
 
 /// After the program's own setsockopt of one of our options succeeded: it is remembered as the
@@ -330,13 +363,12 @@ pub fn loaded_since() {
 /// KEEPALIVE_OVERRIDE=yes|tighten our value replaces the one it set on a targeted TCP socket.
 #[inline(never)]
 pub fn after_setsockopt(fd: c_int, option: SocketOption) {
-    let Some(runtime) = runtime::get() else {
-        if let Some(inactive) = runtime::settled() {
-            publish_watched(inactive);
-        }
+    // Loads the library first if nobody has: then the words can be narrowed.
+    let runtime = runtime::get();
+    publish_watched();
+    let Some(runtime) = runtime else {
         return;
     };
-    publish_watched(Some(runtime));
     if !runtime.watches(option) {
         return;
     }
@@ -372,6 +404,14 @@ pub fn after_setsockopt(fd: c_int, option: SocketOption) {
         return;
     }
     let _ = sys::set_int(fd, option.level(), option.name(), chosen);
+    log_replaced(runtime, fd, option, asked, chosen);
+}
+
+/// The debug line of a program's value replaced: `fd 5: program set idle=7200, applying 30
+/// (KEEPALIVE_OVERRIDE=yes)`.
+#[cold]
+#[inline(never)]
+fn log_replaced(runtime: &Runtime, fd: c_int, option: SocketOption, asked: c_int, chosen: c_int) {
     log::event(runtime.log, LogLevel::Debug, |line| {
         line.put("fd ")
             .number(fd.into())
@@ -392,48 +432,47 @@ pub fn after_setsockopt(fd: c_int, option: SocketOption) {
 /// is settled.
 fn targeted_now(runtime: &Runtime, fd: c_int, cookie: Option<u64>) -> bool {
     let local = sys::local_address(fd);
-    if sys::is_listening(fd) {
-        return runtime
-            .targeting()
-            .decide(Role::Listening, local, None)
-            .targeted();
-    }
-    let Some(peer) = sys::connecting_peer_address(fd) else {
-        return false;
+    let (role, peer) = if sys::is_listening(fd) {
+        (Role::Listening, None)
+    } else {
+        let Some(peer) = sys::connecting_peer_address(fd) else {
+            return false;
+        };
+        let role = recall(cookie)
+            .and_then(Record::role)
+            .unwrap_or(Role::Connected);
+        (role, Some(peer))
     };
-    let role = recall(cookie)
-        .and_then(Record::role)
-        .unwrap_or(Role::Connected);
-    runtime
-        .targeting()
-        .decide(role, local, Some(peer))
-        .targeted()
+    runtime.targeting().decide(role, local, peer).targeted()
 }
 
-/// The call at which a socket was judged, for the debug log.
+/// The call at which a socket was configured or judged, for the debug log.
 #[derive(Clone, Copy)]
-enum Event {
-    Connect(SocketAddr),
-    Listen(SocketAddr),
-    Accept(Option<SocketAddr>),
+enum At<'a> {
+    Socket,
+    /// Known from its role: connect(), listen() or accept(), with the address that counted.
+    Judged(Role, &'a Addresses),
 }
 
-impl Show for Event {
+impl Show for At<'_> {
     fn show<O: Out>(&self, out: &mut O) {
-        let (call, address) = match *self {
-            Self::Connect(peer) => ("connect() to ", Some(peer)),
-            Self::Listen(local) => ("listen() on ", Some(local)),
-            Self::Accept(Some(peer)) => ("accept() from ", Some(peer)),
-            Self::Accept(None) => ("accept()", None),
+        let (call, preposition, address) = match *self {
+            Self::Socket => return out.text("socket()"),
+            Self::Judged(Role::Listening, addresses) => ("listen()", " on ", &addresses.local),
+            Self::Judged(Role::Accepted, addresses) => ("accept()", " from ", &addresses.peer),
+            Self::Judged(Role::Connecting | Role::Connected, addresses) => {
+                ("connect()", " to ", &addresses.peer)
+            }
         };
         out.text(call);
         if let Some(address) = address {
-            ShownAddress(address).show(out);
+            out.text(preposition);
+            ShownAddress(*address).show(out);
         }
     }
 }
 
-/// The values a settle() call set, for the debug log.
+/// The values set on a socket, for the debug log.
 #[derive(Default)]
 struct Applied {
     values: [Option<c_int>; SocketOption::COUNT],
@@ -448,30 +487,15 @@ impl Applied {
 }
 
 impl Show for Applied {
+    /// ` keepalive=1 idle=30`, in table order.
     fn show<O: Out>(&self, out: &mut O) {
-        for (option, value) in SocketOption::ALL.into_iter().zip(self.values) {
+        for (option, value) in SocketOption::ALL.iter().zip(&self.values) {
             if let Some(value) = value {
-                show_value(out, option, value);
+                out.text(" ");
+                out.text(option.label());
+                out.text("=");
+                signed(out, (*value).into());
             }
-        }
-    }
-}
-
-/// ` idle=30`
-fn show_value<O: Out>(out: &mut O, option: SocketOption, value: c_int) {
-    out.text(" ");
-    out.text(option.label());
-    out.text("=");
-    signed(out, value.into());
-}
-
-/// Every planned option, for the debug log of socket().
-struct Planned<'r>(&'r Runtime);
-
-impl Show for Planned<'_> {
-    fn show<O: Out>(&self, out: &mut O) {
-        for &(option, value) in self.0.plan.steps() {
-            show_value(out, option, value);
         }
     }
 }

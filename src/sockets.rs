@@ -90,6 +90,9 @@ pub fn recall(cookie: u64) -> Option<Record> {
 }
 
 /// Adds `flags` to the record of `cookie` (a new record replaces whatever else held the slot).
+/// One copy for all three callers: inlined, the compare-and-swap loop would be repeated at
+/// every call site.
+#[inline(never)]
 fn add(cookie: u64, flags: u64) {
     let Some(slot) = table().and_then(|table| slot(table, cookie)) else {
         return;
