@@ -13,13 +13,16 @@ use core::ffi::c_int;
 use core::net::SocketAddr;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use keepalive_config::show::{Out, Show, signed};
-use keepalive_config::{Decision, LogLevel, Override, Role, ShownAddress, SocketOption};
+use keepalive_config::{Decision, Override, Role, SocketOption};
 
+mod report;
+
+use report::{Applied, At, log_outcome, log_replaced};
+
+use crate::kernel;
 use crate::runtime::{self, Runtime};
 use crate::sockets::{self, Record};
 use crate::sys;
-use crate::{kernel, log};
 
 /// A TCP stream socket as socket() asks for one.
 #[inline(always)]
@@ -274,27 +277,6 @@ fn settle(runtime: &Runtime, fd: c_int, cookie: Option<u64>, role: Role, address
     );
 }
 
-/// The debug line of a socket configured (`fd 5 configured at connect() to 10.0.0.1:6379:
-/// keepalive=1 idle=30`) or left alone (with the reason), in one copy for socket() and
-/// `settle`.
-#[cold]
-#[inline(never)]
-fn log_outcome(log: LogLevel, fd: c_int, at: At<'_>, decision: Decision, applied: &Applied) {
-    log::event(log, LogLevel::Debug, |line| {
-        let outcome = if decision.targeted() {
-            " configured at "
-        } else {
-            " left alone at "
-        };
-        line.put("fd ").number(fd.into()).put(outcome).show(&at);
-        if decision.targeted() {
-            line.put(":").show(applied);
-        } else {
-            line.put(": ").put(decision.reason());
-        }
-    });
-}
-
 /// Which of the program's setsockopt calls can need work: bit `name` of the word of `level`
 /// (SOL_SOCKET and IPPROTO_TCP; every other level is never ours). All set until the library
 /// is loaded (then any of our options can: the load may be under way); then the options
@@ -407,26 +389,6 @@ pub fn after_setsockopt(fd: c_int, option: SocketOption) {
     log_replaced(runtime, fd, option, asked, chosen);
 }
 
-/// The debug line of a program's value replaced: `fd 5: program set idle=7200, applying 30
-/// (KEEPALIVE_OVERRIDE=yes)`.
-#[cold]
-#[inline(never)]
-fn log_replaced(runtime: &Runtime, fd: c_int, option: SocketOption, asked: c_int, chosen: c_int) {
-    log::event(runtime.log, LogLevel::Debug, |line| {
-        line.put("fd ")
-            .number(fd.into())
-            .put(": program set ")
-            .put(option.label())
-            .put("=");
-        line.number(asked.into())
-            .put(", applying ")
-            .number(chosen.into());
-        line.put(" (KEEPALIVE_OVERRIDE=")
-            .put(runtime.policy.name())
-            .put(")");
-    });
-}
-
 /// Whether the filters take a socket met at the program's setsockopt. One neither connected
 /// (or connecting) nor listening is judged later, at connect/listen, where the program's value
 /// is settled.
@@ -444,58 +406,4 @@ fn targeted_now(runtime: &Runtime, fd: c_int, cookie: Option<u64>) -> bool {
         (role, Some(peer))
     };
     runtime.targeting().decide(role, local, peer).targeted()
-}
-
-/// The call at which a socket was configured or judged, for the debug log.
-#[derive(Clone, Copy)]
-enum At<'a> {
-    Socket,
-    /// Known from its role: connect(), listen() or accept(), with the address that counted.
-    Judged(Role, &'a Addresses),
-}
-
-impl Show for At<'_> {
-    fn show<O: Out>(&self, out: &mut O) {
-        let (call, preposition, address) = match *self {
-            Self::Socket => return out.text("socket()"),
-            Self::Judged(Role::Listening, addresses) => ("listen()", " on ", &addresses.local),
-            Self::Judged(Role::Accepted, addresses) => ("accept()", " from ", &addresses.peer),
-            Self::Judged(Role::Connecting | Role::Connected, addresses) => {
-                ("connect()", " to ", &addresses.peer)
-            }
-        };
-        out.text(call);
-        if let Some(address) = address {
-            out.text(preposition);
-            ShownAddress(*address).show(out);
-        }
-    }
-}
-
-/// The values set on a socket, for the debug log.
-#[derive(Default)]
-struct Applied {
-    values: [Option<c_int>; SocketOption::COUNT],
-}
-
-impl Applied {
-    fn record(&mut self, option: SocketOption, value: c_int) {
-        if let Some(slot) = self.values.get_mut(option as usize) {
-            *slot = Some(value);
-        }
-    }
-}
-
-impl Show for Applied {
-    /// ` keepalive=1 idle=30`, in table order.
-    fn show<O: Out>(&self, out: &mut O) {
-        for (option, value) in SocketOption::ALL.iter().zip(&self.values) {
-            if let Some(value) = value {
-                out.text(" ");
-                out.text(option.label());
-                out.text("=");
-                signed(out, (*value).into());
-            }
-        }
-    }
 }
