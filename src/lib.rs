@@ -24,7 +24,7 @@ mod sys;
 /// there, and hooks then only read what is already decided.
 #[ctor::ctor(unsafe)]
 fn load() {
-    let _ = runtime::get();
+    runtime::load();
 }
 
 /// In a release build a panic path must not exist at all: this handler names a symbol that is

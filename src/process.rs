@@ -36,6 +36,13 @@ unsafe fn c_bytes(text: *const c_char) -> &'static [u8] {
     unsafe { core::slice::from_raw_parts(text.cast(), length) }
 }
 
+/// Whether the C library has set `environ` yet (not in a program's .preinit_array).
+pub fn environment_set() -> bool {
+    // SAFETY: a read of the pointer itself; the C library sets it once, before any
+    // constructor runs.
+    !unsafe { environ }.is_null()
+}
+
 /// The environment's entries, `NAME=value`, with their index in `environ`.
 fn entries() -> impl Iterator<Item = (usize, &'static [u8])> {
     // SAFETY: read at load by the one loading thread; environ is null or a null-terminated

@@ -145,9 +145,20 @@ pub fn settled() -> Option<Option<&'static Runtime>> {
 pub fn get() -> Option<&'static Runtime> {
     match STATE.load(Ordering::Acquire) {
         ACTIVE => ready(),
+        // A hook in a program's .preinit_array runs before the C library has set `environ`:
+        // there is no configuration to read yet. Passed through; the constructor loads.
+        UNLOADED if !process::environment_set() => None,
         UNLOADED => load_now(),
         LOADING => wait_for_load(),
         _ => None,
+    }
+}
+
+/// The constructor's load: the environment is read whatever it holds (a program that emptied
+/// it before a dlopen gets the defaults).
+pub fn load() {
+    if STATE.load(Ordering::Acquire) == UNLOADED {
+        let _ = load_now();
     }
 }
 

@@ -82,3 +82,23 @@ fn strict_mode_still_applies_when_a_constructor_comes_first() {
     assert_eq!(out.code, Some(2), "{out}");
     assert!(!out.stdout.contains("kp-probe main"), "{out}");
 }
+
+/// A socket made in the program's .preinit_array comes before the C library has set
+/// `environ`: the library cannot read its configuration yet, so it passes that call through
+/// untouched and reads the environment at its constructor, as usual. (It used to load then,
+/// from an empty environment, and keep those defaults for the life of the process:
+/// KEEPALIVE=off, the timings and KEEPALIVE_PROGRAMS were all ignored.)
+#[test]
+fn a_socket_from_preinit_array_does_not_fix_the_configuration_early() {
+    let scratch = TempDir::new("preinit");
+    let program = compile_program("preinit_socket.c", "preinit-socket", &scratch);
+    let out = Run::new(&program, &[]).preload().envs(&TIMINGS).run_ok();
+    assert_eq!(out.line("preinit"), untouched(), "{out}");
+    assert_eq!(out.line("main"), configured(), "{out}");
+    let off = Run::new(&program, &[])
+        .preload()
+        .envs(&TIMINGS)
+        .env("KEEPALIVE", "off")
+        .run_ok();
+    assert_eq!(off.line("main"), untouched(), "KEEPALIVE=off was ignored\n{off}");
+}
