@@ -100,5 +100,9 @@ fn a_socket_from_preinit_array_does_not_fix_the_configuration_early() {
         .envs(&TIMINGS)
         .env("KEEPALIVE", "off")
         .run_ok();
-    assert_eq!(off.line("main"), untouched(), "KEEPALIVE=off was ignored\n{off}");
+    assert_eq!(
+        off.line("main"),
+        untouched(),
+        "KEEPALIVE=off was ignored\n{off}"
+    );
 }

@@ -113,11 +113,7 @@ impl SocketOption {
     // places, and a match becomes a lookup table in each.
 
     pub const fn level(self) -> i32 {
-        if matches!(self, Self::KeepAlive) {
-            SOL_SOCKET
-        } else {
-            IPPROTO_TCP
-        }
+        LEVELS[self as usize]
     }
 
     pub const fn name(self) -> i32 {
@@ -171,16 +167,24 @@ impl SocketOption {
     }
 }
 
-/// Each option's name, in `SocketOption`'s order, from its row.
-static NAMES: [i32; SocketOption::COUNT] = {
-    let mut names = [0; SocketOption::COUNT];
-    let mut index = 0;
-    while index < SocketOption::COUNT {
-        names[index] = SocketOption::ALL[index].row().name;
-        index += 1;
-    }
-    names
-};
+/// Each option's level and name, in `SocketOption`'s order, from its row.
+static LEVELS: [i32; SocketOption::COUNT] = column!(level);
+static NAMES: [i32; SocketOption::COUNT] = column!(name);
+
+/// One field of every row, at compile time.
+macro_rules! column {
+    ($field:ident) => {{
+        let mut values = [0; SocketOption::COUNT];
+        let mut index = 0;
+        while index < SocketOption::COUNT {
+            values[index] = SocketOption::ALL[index].row().$field;
+            index += 1;
+        }
+        values
+    }};
+}
+use column;
+
 /// The kernel's keepalive timings for sockets that set none (the net.ipv4.tcp_keepalive_*
 /// sysctls of a network namespace).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
