@@ -208,50 +208,59 @@ fn own_library_path() -> Option<&'static [u8]> {
 /// KEEPALIVE_INHERIT=no: takes this library out of LD_PRELOAD so that programs this process
 /// execs start without it (it stays loaded here). Only at start, before the program's own
 /// threads exist: the entry of `environ` is replaced (or removed) in place, as putenv and
-/// unsetenv would.
+/// unsetenv would. Every LD_PRELOAD entry, should there be several: getenv reads the first,
+/// glibc's ld.so the last.
 pub fn leave_out_of_children(log_level: LogLevel) {
     let Some(library) = own_library_path() else {
         return;
     };
-    let Some((index, list)) =
-        entries().find_map(|(index, entry)| Some((index, value_of(entry, b"LD_PRELOAD")?)))
-    else {
-        return;
-    };
+    let mut from = 0;
+    while let Some((index, list)) = entries()
+        .skip(from)
+        .find_map(|(index, entry)| Some((index, value_of(entry, b"LD_PRELOAD")?)))
+    {
+        let removed = leave_out_of_entry(index, list, library, log_level);
+        // A removed entry's successor has moved into its place.
+        from = if removed { index } else { index + 1 };
+    }
+}
+
+/// One LD_PRELOAD entry without `library`; whether the entry was removed (nothing left).
+fn leave_out_of_entry(index: usize, list: &[u8], library: &[u8], log_level: LogLevel) -> bool {
     const NAME: &[u8] = b"LD_PRELOAD=";
     // The entry without us is never longer: NAME, the list's size and a NUL, mapped once at
     // load and kept (the environment points into it from now on).
     let size = NAME.len() + list.len() + 1;
     let Some(memory) = sys::map_memory(size) else {
-        return;
+        return false;
     };
     // SAFETY: a fresh private mapping of `size` zeroed bytes, owned by nobody else and never
     // unmapped.
     let entry = unsafe { core::slice::from_raw_parts_mut(memory, size) };
     let Some((name, rest)) = entry.split_at_mut_checked(NAME.len()) else {
-        return;
+        return false;
     };
     name.copy_from_slice(NAME);
     let Some(remaining) = rest
         .get_mut(..list.len())
         .and_then(|out| preload_list::without(list, library, out))
     else {
-        return;
+        return false;
     };
-    let shown = if remaining.is_empty() {
+    let removed = remaining.is_empty();
+    if removed {
         remove_entry(index);
-        &[]
     } else {
-        // SAFETY: `index` is the LD_PRELOAD entry found above; the new string is
+        // SAFETY: `index` is an LD_PRELOAD entry of `environ`; the new string is
         // NUL-terminated (the mapping is zeroed past what `without` wrote) and lives forever.
         unsafe { *environ.add(index) = memory.cast() };
-        remaining
-    };
+    }
     log::event(log_level, LogLevel::Info, |line| {
         line.put("KEEPALIVE_INHERIT=no: LD_PRELOAD for children is now \"")
-            .show(&Verbatim(shown))
+            .show(&Verbatim(remaining))
             .put("\"");
     });
+    removed
 }
 
 /// Removes entry `index` of `environ`, moving the later ones (and the null) down.
