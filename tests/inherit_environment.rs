@@ -5,11 +5,6 @@ mod common;
 
 use common::*;
 
-/// The child's stdout lines that the probe printed.
-fn lines(out: &Output) -> Vec<&str> {
-    out.stdout.lines().collect()
-}
-
 /// An environment with LD_PRELOAD twice (an execve with a hand-made environment): getenv
 /// reads the first entry, glibc's ld.so the last, so KEEPALIVE_INHERIT=no takes the library
 /// out of every one of them.
@@ -37,7 +32,7 @@ fn inherit_no_takes_the_library_out_of_every_ld_preload_entry() {
     args.extend(["report", "tcp4", "+", "maps"]);
     let out = Run::new(&launcher, &args).run_ok();
     assert_eq!(
-        lines(&out),
+        out.lines(),
         [
             format!("tcp4 {}", configured()),
             "maps keepalive_preload=yes".to_owned(),

@@ -310,10 +310,6 @@ fn programs_match_argv0_too() {
     assert_eq!(out.line("tcp4"), configured(), "{out}");
 }
 
-fn lines(out: &Output) -> Vec<&str> {
-    out.stdout.lines().collect()
-}
-
 #[test]
 fn inherit_no_keeps_the_process_configured_and_children_clean() {
     let scratch = TempDir::new("inherit");
@@ -332,7 +328,7 @@ fn inherit_no_keeps_the_process_configured_and_children_clean() {
     let configured = configured();
     let untouched = untouched();
     assert_eq!(
-        lines(&out),
+        out.lines(),
         [
             format!("tcp4 {configured}"),
             format!("LD_PRELOAD={others}"),
@@ -348,7 +344,7 @@ fn inherit_no_keeps_the_process_configured_and_children_clean() {
 #[test]
 fn inherit_no_when_ours_is_the_only_entry() {
     let out = inherit_run(library().to_str().expect("utf-8"), "no");
-    let lines = lines(&out);
+    let lines = out.lines();
     assert_eq!(lines.len(), 6, "{out}");
     assert_eq!(lines[0], format!("tcp4 {}", configured()), "{out}");
     assert!(
@@ -366,7 +362,7 @@ fn inherit_yes_children_keep_the_library() {
     let out = inherit_run(ours, "yes");
     let configured = configured();
     assert_eq!(
-        lines(&out),
+        out.lines(),
         [
             format!("tcp4 {configured}"),
             format!("LD_PRELOAD={ours}"),
@@ -432,7 +428,7 @@ fn inherit_no_with_spaces_and_duplicates_in_ld_preload() {
         format!("{ours}:{first}:{ours} {last}"),
     ] {
         let out = inherit_run(&preload, "no");
-        let lines = lines(&out);
+        let lines = out.lines();
         assert_eq!(lines.len(), 6, "{out}");
         assert_eq!(lines[0], format!("tcp4 {}", configured()), "{out}");
         for (at, maps) in [(1, "yes"), (4, "no")] {
@@ -500,5 +496,5 @@ fn descriptor_numbers_of_matching_sockets_are_judged_afresh_when_reused() {
             ]
         }))
         .collect();
-    assert_eq!(lines(&out), expected, "{out}");
+    assert_eq!(out.lines(), expected, "{out}");
 }

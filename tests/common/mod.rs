@@ -132,6 +132,11 @@ pub struct Output {
 }
 
 impl Output {
+    /// Every line the child printed on stdout.
+    pub fn lines(&self) -> Vec<&str> {
+        self.stdout.lines().collect()
+    }
+
     pub fn assert_success(&self) {
         assert_eq!(self.code, Some(0), "{self}");
     }
