@@ -66,7 +66,23 @@ pub fn switch(text: &[u8]) -> Option<bool> {
 /// string each, not arrays of strings: an array is a pointer per word for ld.so to relocate
 /// in every process the library loads into.)
 pub fn one_of(text: &[u8], words: &str) -> Option<usize> {
-    split(words.as_bytes(), b'|').position(|word| text.eq_ignore_ascii_case(word))
+    // A plain byte loop: the library runs it at every load, and the splitter with
+    // `eq_ignore_ascii_case` is four times the code.
+    let (mut index, mut at, mut matching) = (0, 0, true);
+    for &byte in words.as_bytes() {
+        if byte == b'|' {
+            if matching && at == text.len() {
+                return Some(index);
+            }
+            (index, at, matching) = (index + 1, 0, true);
+        } else {
+            matching &= text
+                .get(at)
+                .is_some_and(|&given| given.eq_ignore_ascii_case(&byte));
+            at += 1;
+        }
+    }
+    (matching && at == text.len()).then_some(index)
 }
 
 /// Word `index` of `words` (separated by `|`); empty past the last.
@@ -85,6 +101,28 @@ pub fn word(words: &'static str, index: usize) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_of_matches_whole_words_in_any_case() {
+        let words = "no|yes|tighten";
+        assert_eq!(one_of(b"no", words), Some(0));
+        assert_eq!(one_of(b"YES", words), Some(1));
+        assert_eq!(one_of(b"Tighten", words), Some(2));
+        for other in [
+            &b""[..],
+            b"n",
+            b"noo",
+            b"ye",
+            b"yess",
+            b"tight",
+            b"no|yes",
+            b"|",
+        ] {
+            assert_eq!(one_of(other, words), None, "{other:?}");
+        }
+        assert_eq!(one_of(b"", "a||b"), Some(1));
+        assert_eq!(one_of(b"\xc3\xa9", "\u{e9}"), Some(0));
+    }
 
     #[test]
     fn seconds_accepts_plain_and_units() {
