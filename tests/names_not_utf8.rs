@@ -27,7 +27,7 @@ fn directory_not_utf8(scratch: &TempDir) -> PathBuf {
 fn programs_match_an_executable_whose_path_is_not_utf8() {
     let scratch = TempDir::new("names-not-utf8");
     let program = directory_not_utf8(&scratch).join("redis-server");
-    std::fs::copy(probe_path(), &program).expect("copy kp-probe");
+    copy_with_mode(&probe_path(), &program, 0o755);
     let run = Run::new(&program, &["report", "tcp4"])
         .arg0("kp-probe")
         .preload()

@@ -281,7 +281,7 @@ fn override_applies_only_to_matching_sockets() {
 fn programs_listed_and_unlisted_under_the_same_environment() {
     let scratch = TempDir::new("programs");
     let other = scratch.path("other-program");
-    std::fs::copy(probe_path(), &other).expect("copy kp-probe");
+    copy_with_mode(&probe_path(), &other, 0o755);
     let vars = with(&[("KEEPALIVE_PROGRAMS", "redis-server,kp-probe")]);
     let listed = run_with(&["report", "tcp4"], &vars).run_ok();
     assert_eq!(listed.line("tcp4"), configured(), "{listed}");
@@ -299,7 +299,7 @@ fn programs_listed_and_unlisted_under_the_same_environment() {
 fn programs_match_argv0_too() {
     let scratch = TempDir::new("programs-argv0");
     let other = scratch.path("other-program");
-    std::fs::copy(probe_path(), &other).expect("copy kp-probe");
+    copy_with_mode(&probe_path(), &other, 0o755);
     let mut run = Run::new(&other, &["report", "tcp4"])
         .arg0("/usr/bin/redis-server")
         .preload();

@@ -198,7 +198,7 @@ fn a_missing_library_is_an_error_naming_the_paths_tried() {
     // A copy of the command alone in a directory: nothing beside it.
     let dir = TempDir::new("alone");
     let copy = dir.path("keepalive-preload");
-    std::fs::copy(BIN, &copy).unwrap();
+    copy_with_mode(Path::new(BIN), &copy, 0o755);
     let installed = [
         "/usr/lib/x86_64-linux-gnu/libkeepalive_preload.so",
         "/usr/lib/libkeepalive_preload.so",

@@ -264,6 +264,36 @@ pub fn tool(name: &str, package: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("`{name}` not found: install the Debian package {package}"))
 }
 
+/// Copies the file `from` to `to` (a program the test runs next, or a library) and gives the
+/// copy `mode`. Every test copies an executable this way, never with `std::fs::copy`.
+///
+/// Why a `cp` child: exec fails with ETXTBSY ("Text file busy") while any process holds the
+/// file open for writing. Tests run on several threads, and a child that another thread forks
+/// while this process has the copy open for writing inherits that descriptor and holds it until
+/// its own exec (O_CLOEXEC closes it at exec, not at fork): running the copy then fails, or a
+/// wrapper (setpriv, env) exits 126 because its exec did. Writing under another name and
+/// renaming does not help: the inherited descriptor is the same file. Here the one descriptor
+/// open for writing is `cp`'s, in a process no test thread forks from, and it is gone when `cp`
+/// has exited, before this returns; the mode is set by path (no descriptor). Compiled fixtures
+/// are safe for the same reason: the linker, a child, writes them.
+pub fn copy_with_mode(from: &Path, to: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    let status = Command::new(tool("cp", "coreutils"))
+        .arg("--")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap_or_else(|error| panic!("run cp: {error}"));
+    assert!(
+        status.success(),
+        "cp {} {} failed ({status})",
+        from.display(),
+        to.display()
+    );
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(mode))
+        .unwrap_or_else(|error| panic!("chmod {}: {error}", to.display()));
+}
+
 /// A TCP port that was free a moment ago (bound, read, released), and not returned before
 /// in this process: the kernel may hand the same ephemeral port out again at once, and tests
 /// that ask for several expect different ones.

@@ -17,7 +17,8 @@ pub use inherit::inherit_run;
 // Each test file uses part of these too.
 #[allow(unused_imports)]
 pub use testkit::{
-    TempDir, VARIABLE_NAMES, free_port, library, probe_path, require_root, tool, unique,
+    TempDir, VARIABLE_NAMES, copy_with_mode, free_port, library, probe_path, require_root, tool,
+    unique,
 };
 
 /// A child process to run: a program, its arguments and exactly the environment given (plus
@@ -210,15 +211,6 @@ pub const TIMINGS: [(&str, &str); 4] = [
 /// What a TCP socket reads back under [`TIMINGS`].
 pub fn configured() -> String {
     options(1, 61, 7, 4, 45000)
-}
-
-/// Copies a file and sets its mode.
-pub fn copy_with_mode(from: &Path, to: &Path, mode: u32) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::copy(from, to)
-        .unwrap_or_else(|error| panic!("copy {} to {}: {error}", from.display(), to.display()));
-    std::fs::set_permissions(to, std::fs::Permissions::from_mode(mode))
-        .unwrap_or_else(|error| panic!("chmod {}: {error}", to.display()));
 }
 
 /// Copies a program and gives the copy a file capability (cap_net_bind_service), so that

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 // Each test file uses part of these too.
 #[allow(unused_imports)]
-pub use testkit::{TempDir, VARIABLE_NAMES, library, require_root};
+pub use testkit::{TempDir, VARIABLE_NAMES, copy_with_mode, library, require_root};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_keepalive-preload");
 
