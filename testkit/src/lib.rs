@@ -294,25 +294,30 @@ pub fn copy_with_mode(from: &Path, to: &Path, mode: u32) {
         .unwrap_or_else(|error| panic!("chmod {}: {error}", to.display()));
 }
 
-/// A TCP port that was free a moment ago (bound, read, released), and not returned before
-/// in this process: the kernel may hand the same ephemeral port out again at once, and tests
-/// that ask for several expect different ones.
+/// A TCP port that was free a moment ago, and not returned before in this process. Taken from
+/// 10000-19999, below the kernel's ephemeral range (32768-60999): an ephemeral port that a test
+/// was handed could be given at once to another test's connect() or bind(0) (EADDRINUSE seen
+/// under stress); a port here is only ever taken by someone asking for it. (20000-31999 and
+/// 40000-49999 are the suites' fixed ports, see scripts/test.)
 pub fn free_port() -> u16 {
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    let mut given = GIVEN
+    const FIRST: u16 = 10_000;
+    const COUNT: u16 = 10_000;
+    static NEXT: std::sync::Mutex<Option<u16>> = std::sync::Mutex::new(None);
+    let mut next = NEXT
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    // Holding every candidate until one is new keeps the kernel from offering it again.
-    let mut held = Vec::new();
-    loop {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-        let port = listener.local_addr().expect("local address").port();
-        if !given.contains(&port) {
-            given.push(port);
+    // Each test process starts elsewhere in the range, so that two running at once rarely
+    // meet; within one, ports are handed out in turn.
+    let mut offset = next.unwrap_or((std::process::id() % u32::from(COUNT)) as u16);
+    for _ in 0..COUNT {
+        let port = FIRST + offset;
+        offset = (offset + 1) % COUNT;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            *next = Some(offset);
             return port;
         }
-        held.push(listener);
     }
+    panic!("no free TCP port in {FIRST}-{}", FIRST + COUNT - 1);
 }
 
 /// A number not returned before in this process.
