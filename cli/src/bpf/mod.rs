@@ -164,10 +164,10 @@ fn attach(args: &AttachArgs) -> Result<ExitCode, Failure> {
         cgroup.id,
         describe(&config, kernel)
     );
-    if let Some(shown) = &shown {
-        if let Some(warning) = socket_activation_warning(shown) {
-            eprintln!("{PREFIX}: {warning}");
-        }
+    if let Some(shown) = &shown
+        && let Some(warning) = socket_activation_warning(shown)
+    {
+        eprintln!("{PREFIX}: {warning}");
     }
     Ok(ExitCode::SUCCESS)
 }
