@@ -53,10 +53,10 @@ fn assignments(text: &str) -> Vec<(String, String)> {
             continue;
         }
         pending.push_str(line);
-        if let Some((key, value)) = pending.split_once('=') {
-            if !pending.starts_with('[') {
-                out.push((key.trim().to_owned(), value.trim().to_owned()));
-            }
+        if let Some((key, value)) = pending.split_once('=')
+            && !pending.starts_with('[')
+        {
+            out.push((key.trim().to_owned(), value.trim().to_owned()));
         }
         pending.clear();
     }
