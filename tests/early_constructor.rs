@@ -106,3 +106,25 @@ fn a_socket_from_preinit_array_does_not_fix_the_configuration_early() {
         "KEEPALIVE=off was ignored\n{off}"
     );
 }
+
+/// The hooks called from .preinit_array, before anything is resolved or loaded (each goes
+/// through its resolver), with hostile pointers and lengths: the same results and errno as
+/// without the library, under configurations that take different paths once loaded.
+#[test]
+fn hooks_called_from_preinit_array_return_what_libc_returns() {
+    let scratch = TempDir::new("preinit-calls");
+    let program = compile_program("preinit_socket.c", "preinit-calls", &scratch);
+    let without = Run::new(&program, &[]).run_ok();
+    let calls = without.line("preinit-calls");
+    assert!(calls.contains("connect-unmapped=-1/14"), "{without}");
+    for vars in [
+        timings_with(&[]),
+        timings_with(&[("KEEPALIVE_OVERRIDE", "yes")]),
+        timings_with(&[("KEEPALIVE_PORTS", "1-65535"), ("KEEPALIVE_OVERRIDE", "tighten")]),
+        timings_with(&[("KEEPALIVE_NETS", "127.0.0.0/8"), ("KEEPALIVE_LOG", "debug")]),
+    ] {
+        let with = Run::new(&program, &[]).preload().envs(&vars).run();
+        with.assert_success();
+        assert_eq!(with.line("preinit-calls"), calls, "{vars:?}\n{with}");
+    }
+}
