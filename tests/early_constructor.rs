@@ -120,8 +120,14 @@ fn hooks_called_from_preinit_array_return_what_libc_returns() {
     for vars in [
         timings_with(&[]),
         timings_with(&[("KEEPALIVE_OVERRIDE", "yes")]),
-        timings_with(&[("KEEPALIVE_PORTS", "1-65535"), ("KEEPALIVE_OVERRIDE", "tighten")]),
-        timings_with(&[("KEEPALIVE_NETS", "127.0.0.0/8"), ("KEEPALIVE_LOG", "debug")]),
+        timings_with(&[
+            ("KEEPALIVE_PORTS", "1-65535"),
+            ("KEEPALIVE_OVERRIDE", "tighten"),
+        ]),
+        timings_with(&[
+            ("KEEPALIVE_NETS", "127.0.0.0/8"),
+            ("KEEPALIVE_LOG", "debug"),
+        ]),
     ] {
         let with = Run::new(&program, &[]).preload().envs(&vars).run();
         with.assert_success();

@@ -70,21 +70,6 @@ fn configurations() -> Vec<(&'static str, Vec<(&'static str, &'static str)>)> {
     ]
 }
 
-/// The lines that differ, side by side (and a note when the line counts differ).
-fn differing_lines(without: &str, with: &str) -> String {
-    let mut text: Vec<String> = without
-        .lines()
-        .zip(with.lines())
-        .filter(|(a, b)| a != b)
-        .map(|(a, b)| format!("  without: {a}\n  with:    {b}"))
-        .collect();
-    let (a, b) = (without.lines().count(), with.lines().count());
-    if a != b {
-        text.push(format!("  {a} lines without the library, {b} with it"));
-    }
-    text.join("\n")
-}
-
 #[test]
 fn errno_script_is_identical_under_every_configuration() {
     let bare = probe(&["errno-script"]).run_ok();

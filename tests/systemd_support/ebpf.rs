@@ -31,21 +31,7 @@ pub fn bpf_status(c: &Container) -> Vec<Policy> {
         .skip(1)
         .map(|rest| {
             let entry = format!("{{\"cgroup\":{rest}");
-            let number = |key| field(&entry, key).and_then(|v| v.parse::<u32>().ok());
-            let values = match (
-                number("idle"),
-                number("intvl"),
-                number("cnt"),
-                number("user_timeout"),
-            ) {
-                (Some(idle), Some(interval), Some(count), Some(user_timeout_ms)) => Some(Values {
-                    idle,
-                    interval,
-                    count,
-                    user_timeout_ms,
-                }),
-                _ => None,
-            };
+            let values = Values::from_fields(&entry, ["idle", "intvl", "cnt", "user_timeout"]);
             Policy {
                 cgroup: field(&entry, "cgroup").unwrap_or("").to_owned(),
                 cgroup_id: field(&entry, "cgroup_id")

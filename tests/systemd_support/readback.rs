@@ -12,6 +12,22 @@ pub struct Values {
     pub user_timeout_ms: u32,
 }
 
+impl Values {
+    /// The four timings from the fields of one JSON object named by `keys` (idle, interval,
+    /// count, user timeout: `inspect` and `bpf status` name them differently); `None` unless
+    /// all four are numbers.
+    pub fn from_fields(json: &str, keys: [&str; 4]) -> Option<Self> {
+        let [idle, interval, count, user_timeout_ms] =
+            keys.map(|key| field(json, key).and_then(|value| value.parse::<u32>().ok()));
+        Some(Self {
+            idle: idle?,
+            interval: interval?,
+            count: count?,
+            user_timeout_ms: user_timeout_ms?,
+        })
+    }
+}
+
 /// One socket of `keepalive-preload inspect --json`.
 #[derive(Debug, Clone)]
 pub struct Socket {
@@ -79,21 +95,8 @@ pub fn parse_sockets(text: &str) -> Vec<Socket> {
     text.lines()
         .filter(|line| line.starts_with('{'))
         .map(|line| {
-            let number = |key| field(line, key).and_then(|v| v.parse::<u32>().ok());
-            let values = match (
-                number("idle"),
-                number("interval"),
-                number("count"),
-                number("user_timeout_ms"),
-            ) {
-                (Some(idle), Some(interval), Some(count), Some(user_timeout_ms)) => Some(Values {
-                    idle,
-                    interval,
-                    count,
-                    user_timeout_ms,
-                }),
-                _ => None,
-            };
+            let values =
+                Values::from_fields(line, ["idle", "interval", "count", "user_timeout_ms"]);
             Socket {
                 local: field(line, "local").unwrap_or("").to_owned(),
                 remote: field(line, "remote").unwrap_or("").to_owned(),

@@ -18,6 +18,19 @@ pub fn mapped(c: &Container, pid: u32, library: &str) -> bool {
         .any(|line| line.ends_with(library) && line.contains(" r-xp "))
 }
 
+/// `systemctl status UNIT` once systemd had time to retry (RestartSec= is 100 ms), after
+/// asserting it did not.
+fn status_without_retry(c: &Container, unit: &str) -> String {
+    std::thread::sleep(Duration::from_secs(3));
+    let status = c.systemctl(&format!("status {unit}"));
+    println!(
+        "systemctl status {unit} with a bad value:\n{}",
+        status.stdout
+    );
+    assert_eq!(c.property(unit, "NRestarts"), "0", "{unit} was restarted");
+    status.stdout
+}
+
 /// A bad value is refused: the start fails, systemd does not retry it, and `systemctl status`
 /// shows the reason (the defect: Restart= reran the failing check until the start limit and
 /// status showed only "Start request repeated too quickly").
@@ -28,21 +41,14 @@ pub fn assert_refused(c: &Container, unit: &str, reason: &str) {
         "{unit} started with a bad value:\n{}",
         restart.stdout
     );
-    // systemd would retry after RestartSec= (100 ms); give it time to.
-    std::thread::sleep(Duration::from_secs(3));
-    let status = c.systemctl(&format!("status {unit}"));
-    println!(
-        "systemctl status {unit} with a bad value:\n{}",
-        status.stdout
-    );
-    assert_eq!(c.property(unit, "NRestarts"), "0", "{unit} was restarted");
+    let status = status_without_retry(c, unit);
     assert_eq!(c.property(unit, "ActiveState"), "failed");
     assert_eq!(c.property(unit, "Result"), "exit-code");
     assert!(
-        status.stdout.contains(reason),
+        status.contains(reason),
         "systemctl status {unit} does not show {reason:?}"
     );
-    assert!(!status.stdout.contains("Start request repeated too quickly"));
+    assert!(!status.contains("Start request repeated too quickly"));
 }
 
 /// A bad value under the eBPF drop-in: `bpf attach` runs from `ExecCondition=` and exits 2, so
@@ -60,21 +66,14 @@ pub fn assert_skipped(c: &Container, unit: &str, reason: &str) {
         Some(0),
         "systemd 252 reports a skipped start as done"
     );
-    // systemd would retry after RestartSec= (100 ms); give it time to.
-    std::thread::sleep(Duration::from_secs(3));
-    let status = c.systemctl(&format!("status {unit}"));
-    println!(
-        "systemctl status {unit} with a bad value:\n{}",
-        status.stdout
-    );
-    assert_eq!(c.property(unit, "NRestarts"), "0", "{unit} was restarted");
+    let status = status_without_retry(c, unit);
     assert_eq!(c.property(unit, "ActiveState"), "inactive");
     assert_eq!(c.property(unit, "ConditionResult"), "no");
     assert_eq!(c.property(unit, "MainPID"), "0", "{unit} runs");
     assert!(
-        status.stdout.contains(reason),
+        status.contains(reason),
         "systemctl status {unit} does not show {reason:?}"
     );
-    assert!(status.stdout.contains("Skipped due to 'exec-condition'"));
-    assert!(!status.stdout.contains("Start request repeated too quickly"));
+    assert!(status.contains("Skipped due to 'exec-condition'"));
+    assert!(!status.contains("Start request repeated too quickly"));
 }
