@@ -22,7 +22,7 @@ mod systemd_support;
 use std::time::Duration;
 
 use systemd_support::ebpf::{
-    BPF_DROPIN, BPF_SOCKET_DROPIN, bpf_status, live_cgroup, live_cgroup_dir,
+    BPF_DROPIN, BPF_SOCKET_DROPIN, assert_only_policy_on_live_cgroup, bpf_status, live_cgroup_dir,
 };
 use systemd_support::readback::readbacks;
 use systemd_support::redis::{EXAMPLE_DROPIN, SHIPPED, assert_all_carry, subscribed};
@@ -53,12 +53,7 @@ fn ebpf_dropin_on_debian_redis_server() {
     ));
     let pid = c.main_pid("redis-server");
     assert!(!mapped(&c, pid, &library));
-    let (dir, id, _) = live_cgroup(&c, "redis-server");
-    let policies = bpf_status(&c);
-    assert!(
-        policies.len() == 1 && policies[0].cgroup == dir && policies[0].cgroup_id == id,
-        "{dir} ({id}): {policies:?}"
-    );
+    assert_only_policy_on_live_cgroup(&c, "redis-server");
     let all = subscribed(&c, pid, 6379, "kpsb");
     assert_all_carry(&all, "redis-server under the eBPF policy", SHIPPED);
 
@@ -69,12 +64,7 @@ fn ebpf_dropin_on_debian_redis_server() {
     ));
     let pid = c.main_pid("redis-server");
     assert!(mapped(&c, pid, &library), "{library} not in redis-server");
-    let (dir, id, _) = live_cgroup(&c, "redis-server");
-    let policies = bpf_status(&c);
-    assert!(
-        policies.len() == 1 && policies[0].cgroup == dir && policies[0].cgroup_id == id,
-        "{dir} ({id}): {policies:?}"
-    );
+    assert_only_policy_on_live_cgroup(&c, "redis-server");
     let all = subscribed(&c, pid, 6379, "kpsb");
     assert_all_carry(
         &all,
@@ -139,12 +129,7 @@ fn ebpf_dropin_on_a_socket_activated_service() {
             lines.iter().any(|r| r.role == "accepted").then_some(lines)
         },
     );
-    let (dir, id, _) = live_cgroup(&c, "kpsb-act.service");
-    let policies = bpf_status(&c);
-    assert!(
-        policies.len() == 1 && policies[0].cgroup == dir && policies[0].cgroup_id == id,
-        "the drop-in did not attach to {dir} ({id}): {policies:?}"
-    );
+    assert_only_policy_on_live_cgroup(&c, "kpsb-act.service");
     let accepted = lines.iter().find(|r| r.role == "accepted").unwrap();
     let listener = lines.iter().find(|r| r.role == "listener").unwrap();
     println!("socket-activated: listener {listener:?}\naccepted {accepted:?}");

@@ -320,6 +320,19 @@ pub fn free_port() -> u16 {
     panic!("no free TCP port in {FIRST}-{}", FIRST + COUNT - 1);
 }
 
+/// Whether the 64-bit ELF at `path` has no PT_INTERP program header: no dynamic loader, so no
+/// LD_PRELOAD can reach it.
+pub fn is_static(path: &Path) -> bool {
+    let data = std::fs::read(path).expect("read the program");
+    let u64_at = |at: usize| u64::from_le_bytes(data[at..at + 8].try_into().unwrap()) as usize;
+    let u16_at = |at: usize| usize::from(u16::from_le_bytes(data[at..at + 2].try_into().unwrap()));
+    let (table, size, count) = (u64_at(32), u16_at(54), u16_at(56));
+    (0..count).all(|index| {
+        let at = table + index * size;
+        u32::from_le_bytes(data[at..at + 4].try_into().unwrap()) != 3
+    })
+}
+
 /// A number not returned before in this process.
 pub fn unique() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(0);

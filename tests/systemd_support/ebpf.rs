@@ -47,6 +47,16 @@ pub fn bpf_status(c: &Container) -> Vec<Policy> {
 
 /// The unit's cgroup now: its directory in the container's unified hierarchy and its id
 /// (the directory's inode), and the cgroup of its main process.
+/// The one attached policy is on `unit`'s live cgroup (its path and its inode number).
+pub fn assert_only_policy_on_live_cgroup(c: &Container, unit: &str) {
+    let (dir, id, _) = live_cgroup(c, unit);
+    let policies = bpf_status(c);
+    assert!(
+        policies.len() == 1 && policies[0].cgroup == dir && policies[0].cgroup_id == id,
+        "{unit}'s policy is not the one attached to {dir} ({id}): {policies:?}"
+    );
+}
+
 pub fn live_cgroup(c: &Container, unit: &str) -> (String, u64, String) {
     let dir = live_cgroup_dir(c, unit);
     let id = c

@@ -3,11 +3,11 @@
 //! `sock` server and client and a socket-activated server.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
-use testkit::tool;
+use testkit::{is_static, tool};
 
 use super::repo;
 
@@ -100,16 +100,4 @@ fn gcc_static(name: &str, source: &str) -> PathBuf {
     );
     assert!(is_static(&out), "{} is not static", out.display());
     out
-}
-
-/// No PT_INTERP program header in a 64-bit ELF: no dynamic loader.
-fn is_static(path: &Path) -> bool {
-    let data = std::fs::read(path).expect("read the program");
-    let u64_at = |at: usize| u64::from_le_bytes(data[at..at + 8].try_into().unwrap()) as usize;
-    let u16_at = |at: usize| usize::from(u16::from_le_bytes(data[at..at + 2].try_into().unwrap()));
-    let (table, size, count) = (u64_at(32), u16_at(54), u16_at(56));
-    (0..count).all(|index| {
-        let at = table + index * size;
-        u32::from_le_bytes(data[at..at + 4].try_into().unwrap()) != 3
-    })
 }

@@ -138,19 +138,25 @@ fn elem(map: BorrowedFd<'_>, key: &[u8], value: u64, flags: u64) -> Attr {
     attr
 }
 
+/// `value` must be as long as the map's value (times the possible CPUs for a per-CPU map).
 pub fn map_update(map: BorrowedFd<'_>, key: &[u8], value: &[u8]) -> io::Result<()> {
     bpf(BPF_MAP_UPDATE_ELEM, &mut elem(map, key, pointer(value), 0)).map(drop)
 }
 
-/// `value` must be as long as the map's value (times the possible CPUs for a per-CPU map).
+/// BPF_OBJ_GET_INFO_BY_FD: the kernel's `struct bpf_*_info` of a map, program or link, as much
+/// of it as `info` holds.
+fn object_info(object: BorrowedFd<'_>, info: &mut [u8]) -> io::Result<()> {
+    let mut attr = Attr::new();
+    attr.u32(0, object.as_raw_fd() as u32)
+        .u32(4, info.len() as u32)
+        .u64(8, info.as_mut_ptr() as usize as u64);
+    bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr).map(drop)
+}
+
 /// The size of one value of `map` (`struct bpf_map_info`'s value_size).
 pub fn map_value_size(map: BorrowedFd<'_>) -> io::Result<u32> {
     let mut info = [0u8; 80];
-    let mut attr = Attr::new();
-    attr.u32(0, map.as_raw_fd() as u32)
-        .u32(4, info.len() as u32)
-        .u64(8, info.as_mut_ptr() as usize as u64);
-    bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
+    object_info(map, &mut info)?;
     Ok(u32::from_ne_bytes(
         info[12..16].try_into().unwrap_or([0; 4]),
     ))
@@ -257,11 +263,7 @@ pub struct LinkInfo {
 
 pub fn link_info(link: BorrowedFd<'_>) -> io::Result<LinkInfo> {
     let mut info = [0u8; 48];
-    let mut attr = Attr::new();
-    attr.u32(0, link.as_raw_fd() as u32)
-        .u32(4, info.len() as u32)
-        .u64(8, info.as_mut_ptr() as usize as u64);
-    bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
+    object_info(link, &mut info)?;
     let u32_at = |at: usize| u32::from_ne_bytes(info[at..at + 4].try_into().unwrap_or([0; 4]));
     Ok(LinkInfo {
         link_type: u32_at(0),

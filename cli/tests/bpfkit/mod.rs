@@ -12,6 +12,8 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
+use testkit::is_static;
+
 use crate::common;
 
 /// The unified (cgroup2) hierarchy: /sys/fs/cgroup, or /sys/fs/cgroup/unified on a hybrid system.
@@ -374,18 +376,6 @@ pub fn go(name: &str) -> PathBuf {
     assert!(is_static(&out), "{} is not static", out.display());
     built.push(name.to_owned());
     out
-}
-
-/// No PT_INTERP program header: no dynamic loader, so no LD_PRELOAD could reach it.
-pub fn is_static(path: &Path) -> bool {
-    let data = std::fs::read(path).expect("read the program");
-    let u64_at = |at: usize| u64::from_le_bytes(data[at..at + 8].try_into().unwrap()) as usize;
-    let u16_at = |at: usize| usize::from(u16::from_le_bytes(data[at..at + 2].try_into().unwrap()));
-    let (table, size, count) = (u64_at(32), u16_at(54), u16_at(56));
-    (0..count).all(|index| {
-        let at = table + index * size;
-        u32::from_le_bytes(data[at..at + 4].try_into().unwrap()) != 3
-    })
 }
 
 /// `bpf status --json`.
